@@ -1,0 +1,204 @@
+"""The base of every handler: request id, client IP, auth in ``prepare``, JSON in, envelope out, one error path."""
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from typing import Any
+
+from redis.asyncio import Redis
+from tornado import httputil, web
+
+from conf import Settings
+from services import jsoncodec, tokens
+from services.accounts import Account, load_account
+from services.errors import (AppError, InternalError, InvalidParamsError, MethodNotAllowedError,
+                             NotAuthenticatedError, NotFoundError, PayloadTooLargeError, as_unavailable)
+from services.sms import SmsSender
+
+error_log = logging.getLogger("swiper.error")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_STATUS_ERRORS: dict[int, type[AppError]] = {404: NotFoundError, 405: MethodNotAllowedError,
+                                             413: PayloadTooLargeError, 400: InvalidParamsError}
+
+
+class InFlight:
+    """Counts requests being handled, so a draining process knows when it may exit."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.draining = False
+
+
+@web.stream_request_body
+class BaseHandler(web.RequestHandler):
+    """Bodies are streamed so an oversized one is refused without holding it in memory."""
+
+    auth_required = True
+    max_body_size: int | None = None  # None: settings.max_json_body
+
+    def initialize(self) -> None:
+        incoming = self.request.headers.get("X-Request-ID", "")
+        self.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else secrets.token_hex(8)
+        self.set_header("X-Request-ID", self.request_id)
+        self.user_id: int | None = None
+        self.claims: tokens.AccessClaims | None = None
+        self._body_chunks: list[bytes] = []
+        self._body_size = 0
+        self._body_too_large = False
+        self._counted = True
+        self.in_flight.count += 1
+        if self.in_flight.draining:
+            self.set_header("Connection", "close")  # so keep-alive clients move to another process
+
+    # -- shared clients, typed -------------------------------------------------------------------------------
+    @property
+    def settings_obj(self) -> Settings:
+        return self.application.settings["swiper_settings"]
+
+    @property
+    def redis(self) -> Redis:
+        return self.application.settings["redis"]
+
+    @property
+    def sms(self) -> SmsSender:
+        return self.application.settings["sms"]
+
+    @property
+    def in_flight(self) -> InFlight:
+        return self.application.settings["in_flight"]
+
+    @property
+    def client_ip(self) -> str:
+        return self.request.headers.get("X-Real-IP", "").strip() or self.request.remote_ip or "unknown"
+
+    # -- request lifecycle -------------------------------------------------------------------------------------
+    @classmethod
+    def implemented_methods(cls) -> list[str]:
+        return [m for m in cls.SUPPORTED_METHODS
+                if getattr(cls, m.lower()) is not getattr(web.RequestHandler, m.lower())]
+
+    async def prepare(self) -> None:
+        if self.request.method not in self.implemented_methods():
+            raise MethodNotAllowedError()
+        limit = self.max_body_size or self.settings_obj.max_json_body
+        length = self.request.headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise PayloadTooLargeError(f"The request body is over {limit} bytes.")
+        if self.auth_required:
+            await self.authenticate()
+
+    def data_received(self, chunk: bytes) -> None:
+        self._body_size += len(chunk)
+        if self._body_size > (self.max_body_size or self.settings_obj.max_json_body):
+            self._body_too_large = True
+            self._body_chunks.clear()
+        elif not self._body_too_large:
+            self._body_chunks.append(chunk)
+
+    @property
+    def body(self) -> bytes:
+        if self._body_too_large:
+            raise PayloadTooLargeError()
+        return b"".join(self._body_chunks)
+
+    async def authenticate(self) -> None:
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer":
+            token = ""
+        self.claims = await tokens.authenticate(redis=self.redis, settings=self.settings_obj,
+                                                access_token=token.strip())
+        self.user_id = self.claims.user_id
+
+    async def current_account(self) -> Account:
+        """The signed-in user's rows; a token for a user that no longer exists is not a valid session."""
+        assert self.user_id is not None
+        try:
+            return await load_account(redis=self.redis, settings=self.settings_obj, user_id=self.user_id)
+        except NotFoundError:
+            raise NotAuthenticatedError("The account no longer exists.") from None
+
+    def json_body(self) -> dict[str, Any]:
+        """The body as a JSON object; anything else is 1002."""
+        raw = self.body
+        if not raw.strip():
+            raise InvalidParamsError("A JSON object body is required.")
+        try:
+            value = jsoncodec.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidParamsError("The body is not valid JSON.") from None
+        if not isinstance(value, dict):
+            raise InvalidParamsError("The body must be a JSON object.")
+        return value
+
+    def ok(self, data: Any = None) -> None:
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(jsoncodec.dumps({"code": 0, "data": data}))
+
+    def on_finish(self) -> None:
+        self._uncount()
+
+    def on_connection_close(self) -> None:
+        self._uncount()
+
+    def _uncount(self) -> None:
+        if self._counted:
+            self._counted = False
+            self.in_flight.count -= 1
+
+    # -- errors ----------------------------------------------------------------------------------------------
+    def _app_error(self, exc: BaseException | None, status: int) -> AppError:
+        if isinstance(exc, AppError):
+            return exc
+        if exc is not None and (unavailable := as_unavailable(exc)) is not None:
+            return unavailable
+        if isinstance(exc, web.HTTPError) or exc is None:
+            cls = _STATUS_ERRORS.get(status)
+            if cls is not None:
+                return cls()
+        return InternalError()
+
+    def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
+        error = self._app_error(value, getattr(value, "status_code", 500))
+        if isinstance(error, InternalError):
+            error_log.error("unhandled error %s %s request_id=%s", self.request.method, self.request.uri,
+                            self.request_id, exc_info=(typ, value, tb))
+        elif error.status >= 500:
+            error_log.warning("%s %s request_id=%s: %s (%s)", self.request.method, self.request.path,
+                              self.request_id, error.error, value)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        error = self._app_error(exc, status_code)
+        self.clear()
+        self.set_status(error.status)
+        self.set_header("X-Request-ID", self.request_id)
+        for name, value in error.headers.items():
+            self.set_header(name, value)
+        if isinstance(error, MethodNotAllowedError):
+            self.set_header("Allow", ", ".join(self.implemented_methods()))
+        if isinstance(error, PayloadTooLargeError):
+            self.set_header("Connection", "close")
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(jsoncodec.dumps(error.envelope()))
+
+
+class NotFoundHandler(BaseHandler):
+    """Every path without a route: the envelope's 404, whatever the method."""
+
+    auth_required = False
+
+    async def prepare(self) -> None:
+        raise NotFoundError("No such route.")
+
+
+def access_log(handler: web.RequestHandler) -> None:
+    """One line per request: method, path, status, ms, request id, user id."""
+    request: httputil.HTTPServerRequest = handler.request
+    status = handler.get_status()
+    level = logging.INFO if status < 500 else logging.WARNING
+    logging.getLogger("swiper.access").log(
+        level, "%s %s %d %.1fms rid=%s uid=%s", request.method, request.path, status,
+        1000.0 * request.request_time(), getattr(handler, "request_id", "") or "-",
+        getattr(handler, "user_id", None) or "-")

@@ -1,0 +1,144 @@
+"""The OpenAPI 3 document. ``OPERATIONS`` must name every route and method the app serves: a test enforces it."""
+from __future__ import annotations
+
+import inspect
+import re
+from functools import lru_cache
+from typing import Any
+
+from tornado import web
+
+STR, INT, BOOL, NUM = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}, {"type": "number"}
+
+
+def nullable(schema: dict) -> dict:
+    return {**schema, "nullable": True}
+
+
+def obj(required: list[str] | None = None, closed: bool = True, **props: Any) -> dict:
+    schema: dict[str, Any] = {"type": "object", "properties": props}
+    if required:
+        schema["required"] = required
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+GENDER = {"type": "string", "enum": ["male", "female"]}
+SHORT_TEXT = {"type": "string", "minLength": 1, "maxLength": 32}
+PREFERENCE_PROPS = {
+    "dating_gender": nullable(GENDER), "location": nullable(SHORT_TEXT),
+    "min_distance": {"type": "integer", "minimum": 0, "maximum": 1000},
+    "max_distance": {"type": "integer", "minimum": 0, "maximum": 1000},
+    "min_dating_age": {"type": "integer", "minimum": 18, "maximum": 100},
+    "max_dating_age": {"type": "integer", "minimum": 18, "maximum": 100},
+    "vibration": BOOL, "only_match": BOOL, "auto_play": BOOL,
+}
+MEMBERSHIP = obj(["level", "name", "expires_at", "permissions"], level=INT, name=STR,
+                 expires_at=nullable({"type": "string", "format": "date-time"}),
+                 permissions={"type": "array", "items": STR})
+PUBLIC_USER = obj(["id", "nickname", "gender", "age", "avatar", "location"], id=INT, nickname=STR,
+                  gender=nullable(GENDER), age=nullable(INT), avatar=nullable(STR), location=nullable(STR))
+PROFILE = obj(["id", "phone", "nickname", "gender", "birthday", "age", "avatar", "location", "vip", "preferences"],
+              **PUBLIC_USER["properties"], phone=STR, birthday=nullable({"type": "string", "format": "date"}),
+              vip=ref("Membership"), preferences=obj(list(PREFERENCE_PROPS), **PREFERENCE_PROPS))
+TOKENS = {"access_token": STR, "refresh_token": STR, "token_type": {"type": "string", "enum": ["Bearer"]},
+          "expires_in": INT}
+SCHEMAS = {
+    "Error": obj(["code", "error", "message", "data"], code=INT, error=STR, message=STR,
+                 data=nullable({"type": "object"})),
+    "Membership": MEMBERSHIP, "PublicUser": PUBLIC_USER, "Profile": PROFILE,
+    "TokenPair": obj(list(TOKENS), **TOKENS),
+    "Session": obj([*TOKENS, "is_new_user", "user"], **TOKENS, is_new_user=BOOL, user=ref("Profile")),
+    "VipLevel": obj(["level", "name", "price", "permissions"], level=INT, name=STR, price=NUM,
+                    permissions={"type": "array", "items": STR}),
+    "Dependencies": obj(None, closed=False, mysql=STR, redis=STR),
+}
+PHONE = {"type": "string", "minLength": 1, "maxLength": 32}
+PROFILE_PATCH = obj(None, nickname=SHORT_TEXT, gender=GENDER, birthday={"type": "string", "format": "date"},
+                    location=SHORT_TEXT, preferences=obj(None, **{k: v for k, v in PREFERENCE_PROPS.items()
+                                                                  if k not in ("dating_gender", "location")},
+                                                         dating_gender=GENDER, location=SHORT_TEXT))
+
+ERRORS_BY_STATUS = {400: "invalid input", 401: "not authenticated", 403: "permission denied", 404: "not found",
+                    405: "method not allowed", 409: "conflict", 413: "payload too large", 429: "rate limited",
+                    502: "upstream failed", 503: "unavailable"}
+
+
+def op(summary: str, data: dict | None, *, errors: tuple[int, ...], body: dict | None = None,
+       auth: bool = True, params: list[dict] | None = None, bare: bool = False) -> dict:
+    if bare:
+        ok = {"description": "OK", "content": {"application/json": {"schema": data or {"type": "object"}}}}
+    else:
+        envelope = obj(["code", "data"], code={"type": "integer", "enum": [0]},
+                       data=data if data is not None else {"nullable": True})
+        ok = {"description": "OK", "content": {"application/json": {"schema": envelope}}}
+    codes = set(errors) | {405} | ({401} if auth else set()) | ({400, 413} if body else set())
+    responses = {"200": ok}
+    for status in sorted(codes):
+        responses[str(status)] = {"description": ERRORS_BY_STATUS[status],
+                                  "content": {"application/json": {"schema": ref("Error")}}}
+    operation: dict[str, Any] = {"summary": summary, "responses": responses, "security": [{"bearer": []}] if auth
+                                 else []}
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    if params:
+        operation["parameters"] = params
+    return operation
+
+
+USER_ID = [{"name": "user_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}]
+OPERATIONS: dict[str, dict[str, dict]] = {
+    "/api/v1/sms-codes": {"post": op("Send a login code", obj(["resend_after", "expires_in"], resend_after=INT,
+                                                              expires_in=INT),
+                                     errors=(429, 502, 503), auth=False, body=obj(["phone"], phone=PHONE))},
+    "/api/v1/sessions": {"post": op("Log in (registers on first login)", ref("Session"), errors=(503,), auth=False,
+                                    body=obj(["phone", "code"], phone=PHONE, code={"type": "string",
+                                                                                  "pattern": "^[0-9]{6}$"}))},
+    "/api/v1/sessions/current": {
+        "put": op("Rotate the refresh token", ref("TokenPair"), errors=(401, 503), auth=False,
+                  body=obj(["refresh_token"], refresh_token=STR)),
+        "delete": op("Log out this device", None, errors=(503,)),
+    },
+    "/api/v1/profile": {
+        "get": op("My profile", ref("Profile"), errors=(503,)),
+        "patch": op("Edit my profile", ref("Profile"), errors=(403, 409, 503), body=PROFILE_PATCH),
+    },
+    "/api/v1/users/{user_id}": {"get": op("A user's public view", ref("PublicUser"), errors=(404, 503),
+                                          params=USER_ID)},
+    "/api/v1/vip/levels": {"get": op("VIP levels", obj(["items"], items={"type": "array",
+                                                                         "items": ref("VipLevel")}),
+                                     errors=(503,), auth=False)},
+    "/api/v1/vip": {"get": op("My membership", ref("Membership"), errors=(503,))},
+    "/healthz": {"get": op("Liveness", STR, errors=(), auth=False)},
+    "/readyz": {"get": op("Readiness of MySQL and Redis", ref("Dependencies"), errors=(503,), auth=False)},
+    "/api/v1/openapi.json": {"get": op("This document", None, errors=(), auth=False, bare=True)},
+}
+
+
+def openapi_path(pattern: str, handler: type[web.RequestHandler]) -> str:
+    """Turn a route regex into an OpenAPI path, naming groups after the handler method's arguments."""
+    methods = [getattr(handler, m) for m in ("get", "post", "put", "patch", "delete") if m in vars(handler)]
+    names = [p for p in inspect.signature(methods[0]).parameters if p != "self"] if methods else []
+    parts = iter(names)
+    return re.sub(r"\([^)]*\)", lambda _m: "{" + next(parts) + "}", pattern).rstrip("$")
+
+
+@lru_cache(maxsize=1)
+def _document() -> dict:
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "Swiper API", "version": "1.0.0",
+                 "description": "Envelope: success {code: 0, data}; failure {code, error, message, data}."},
+        "paths": OPERATIONS,
+        "components": {"schemas": SCHEMAS,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+    }
+
+
+def build_spec(_app: web.Application | None = None) -> dict:
+    return _document()

@@ -1,0 +1,40 @@
+"""Users (phone unique, nickname unique by exact value) and their dating preferences."""
+from __future__ import annotations
+
+import peewee
+
+from models.base import BaseModel, DateTimeMicroField, utcnow
+
+
+class User(BaseModel):
+    id = peewee.BigAutoField()
+    phone = peewee.CharField(max_length=11, unique=True)
+    nickname = peewee.CharField(max_length=32, unique=True)
+    gender = peewee.CharField(max_length=6, null=True)
+    birthday = peewee.DateField(null=True)
+    location = peewee.CharField(max_length=32, null=True)
+    avatar_key = peewee.CharField(max_length=255, null=True)
+    vip_level = peewee.SmallIntegerField(default=0)
+    vip_expires_at = DateTimeMicroField(null=True)
+    created_at = DateTimeMicroField(default=utcnow)
+    updated_at = DateTimeMicroField(default=utcnow)
+    last_active_at = DateTimeMicroField(default=utcnow)
+
+    class Meta:
+        table_name = "user"
+
+
+class Preferences(BaseModel):
+    user = peewee.ForeignKeyField(User, primary_key=True, on_delete="CASCADE", backref="preferences")
+    dating_gender = peewee.CharField(max_length=6, null=True)
+    location = peewee.CharField(max_length=32, null=True)
+    min_distance = peewee.IntegerField(default=1)
+    max_distance = peewee.IntegerField(default=10)
+    min_dating_age = peewee.SmallIntegerField(default=18)
+    max_dating_age = peewee.SmallIntegerField(default=45)
+    vibration = peewee.BooleanField(default=True)
+    only_match = peewee.BooleanField(default=True)
+    auto_play = peewee.BooleanField(default=True)
+
+    class Meta:
+        table_name = "preferences"

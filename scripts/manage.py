@@ -1,0 +1,97 @@
+"""Operator commands: ``python scripts/manage.py migrate | grant-vip PHONE LEVEL (--days D | --until TIME)``."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import sys
+import warnings
+import zoneinfo
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from conf import Settings, SettingsError, load_settings  # noqa: E402
+from models import db, init_db  # noqa: E402
+from models.migrations import migrate  # noqa: E402
+from services import keys  # noqa: E402
+from services.errors import AppError  # noqa: E402
+from services.redis_client import build_redis  # noqa: E402
+from services.sms_codes import normalize_phone  # noqa: E402
+from services.vip import grant_membership  # noqa: E402
+
+
+def parse_until(raw: str, settings: Settings) -> dt.datetime:
+    """An ISO time; without an offset it is read in ``SWIPER_TIMEZONE``. Returned as naive UTC."""
+    try:
+        moment = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO time: {raw}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zoneinfo.ZoneInfo(settings.timezone))
+    return moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
+async def run_migrate(settings: Settings) -> None:
+    applied = await migrate()
+    print(f"migrations applied: {', '.join(applied) if applied else 'none (schema up to date)'}")
+
+
+async def run_grant_vip(settings: Settings, args: argparse.Namespace) -> None:
+    if args.until:
+        until = parse_until(args.until, settings)
+    else:
+        until = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) + dt.timedelta(days=args.days)
+    redis = build_redis(settings)
+    try:
+        user = await grant_membership(redis=redis, phone=normalize_phone(args.phone), level=args.level,
+                                      until=until)
+    finally:
+        await redis.aclose()
+    expiry = f"until {user.vip_expires_at.isoformat()}Z" if user.vip_expires_at else "(no membership)"
+    print(f"user {user.id}: level {user.vip_level} {expiry}")
+
+
+async def run(settings: Settings, args: argparse.Namespace) -> None:
+    keys.configure(settings.redis_prefix)
+    init_db(settings)
+    try:
+        if args.command == "migrate":
+            await run_migrate(settings)
+        elif args.command == "grant-vip":
+            await run_grant_vip(settings, args)
+    finally:
+        if db.is_connected:
+            await db.aio_close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="manage.py", description="Swiper operator commands.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="create or upgrade the schema and the VIP catalogue (idempotent)")
+    grant = sub.add_parser("grant-vip", help="set a user's VIP level (level 0 ends a membership)")
+    grant.add_argument("phone")
+    grant.add_argument("level", type=int)
+    when = grant.add_mutually_exclusive_group(required=True)
+    when.add_argument("--days", type=int, help="membership length from now")
+    when.add_argument("--until", help="end time (ISO 8601; SWIPER_TIMEZONE if no offset; past = expired)")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"manage.py: bad setting: {exc}", file=sys.stderr)
+        return 2
+    warnings.filterwarnings("ignore", module="aiomysql")
+    try:
+        asyncio.run(run(settings, args))
+    except AppError as exc:
+        print(f"manage.py: {exc.message}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"manage.py: cannot reach a dependency: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Swiper's server process: ``python server.py --port N``.
+
+One pure-coroutine Tornado process on the asyncio loop. It builds the settings, the MySQL pool, the Redis
+client and the SMS client once, and on SIGTERM/SIGINT stops accepting, lets in-flight requests finish (up to
+``SWIPER_DRAIN_TIMEOUT``), closes idle keep-alive connections and the pools, and exits 0.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import time
+import warnings
+
+from redis.asyncio import Redis
+from tornado import web
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+from conf import Settings, SettingsError, load_settings
+from handlers import auth, profile, service, vip
+from handlers.base import InFlight, NotFoundHandler, access_log
+from models import db, init_db
+from services import keys
+from services.redis_client import build_redis
+from services.sms import SmsSender, build_sms_sender
+
+log = logging.getLogger("swiper.server")
+ROUTES = [*auth.routes, *profile.routes, *vip.routes, *service.routes]
+MAX_UPLOAD_BODY = 8 * 1024 * 1024
+
+
+def make_app(settings: Settings, *, redis: Redis, sms: SmsSender, in_flight: InFlight | None = None) -> web.Application:
+    return web.Application(
+        ROUTES, default_handler_class=NotFoundHandler, log_function=access_log, compress_response=False,
+        swiper_settings=settings, redis=redis, sms=sms, in_flight=in_flight or InFlight(),
+    )
+
+
+def configure_logging(settings: Settings) -> None:
+    """Access lines to stdout, everything else (errors with tracebacks) to stderr."""
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    access = logging.StreamHandler(sys.stdout)
+    access.setFormatter(fmt)
+    access_logger = logging.getLogger("swiper.access")
+    access_logger.addHandler(access)
+    access_logger.propagate = False
+    errors = logging.StreamHandler(sys.stderr)
+    errors.setFormatter(fmt)
+    root = logging.getLogger()
+    root.addHandler(errors)
+    root.setLevel(settings.log_level)
+    # INSERT IGNORE and friends report duplicates as MySQL warnings; they are expected, not news.
+    warnings.filterwarnings("ignore", module="aiomysql")
+
+
+async def serve(settings: Settings, port: int) -> None:
+    keys.configure(settings.redis_prefix)
+    init_db(settings)
+    redis = build_redis(settings)
+    sms = build_sms_sender(settings)
+    in_flight = InFlight()
+    app = make_app(settings, redis=redis, sms=sms, in_flight=in_flight)
+    server = HTTPServer(app, max_body_size=MAX_UPLOAD_BODY, idle_connection_timeout=75)
+    server.add_sockets(bind_sockets(port, settings.host, reuse_port=True))
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    log.info("listening on %s:%d (env=%s, sms=%s)", settings.host, port, settings.env, settings.sms_backend)
+    await stopping.wait()
+    await drain(server, in_flight, settings.drain_timeout)
+    await sms.aclose()
+    await redis.aclose()
+    if db.is_connected:
+        await db.aio_close()
+    log.info("stopped")
+
+
+async def drain(server: HTTPServer, in_flight: InFlight, timeout: float) -> None:
+    """Stop accepting, wait for in-flight requests, then close what is left (idle keep-alive connections)."""
+    server.stop()
+    in_flight.draining = True
+    deadline = time.monotonic() + timeout
+    while in_flight.count > 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    if in_flight.count:
+        log.warning("drain timeout: %d requests still in flight", in_flight.count)
+    await server.close_all_connections()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run one Swiper server process.")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"swiper: bad setting: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings)
+    asyncio.run(serve(settings, args.port))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

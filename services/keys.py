@@ -1,0 +1,65 @@
+"""Every Redis key Swiper uses, and where its lifetime comes from, in one place.
+
+``configure`` sets the prefix once at start-up (tests use their own, so they never touch real data).
+
+| key                         | type   | lifetime                                     |
+|-----------------------------|--------|----------------------------------------------|
+| sms:code:<phone>            | hash   | settings.sms_code_ttl (h = HMAC of the code, tries) |
+| sms:cooldown:<phone>        | string | settings.sms_cooldown                        |
+| sms:hour:<phone>            | zset   | 1 h sliding window of sends                  |
+| sms:day:<phone>             | zset   | 24 h sliding window of sends                 |
+| sms:ipday:<ip>              | zset   | 24 h sliding window of sends per client IP   |
+| auth:family:<fam>           | string | settings.refresh_token_ttl (current refresh jti) |
+| auth:revoked:<fam>          | string | remaining lifetime of the family's tokens    |
+| cache:User:<id>             | string | settings.profile_cache_ttl (JSON of the rows) |
+| cache:User:<id>:ver         | int    | settings.profile_cache_ttl, bumped by every write |
+| probe                       | -      | never written (readiness only pings)         |
+"""
+from __future__ import annotations
+
+_prefix = "swiper:"
+
+
+def configure(prefix: str) -> None:
+    global _prefix
+    _prefix = prefix
+
+
+def prefix() -> str:
+    return _prefix
+
+
+def sms_code(phone: str) -> str:
+    return f"{_prefix}sms:code:{phone}"
+
+
+def sms_cooldown(phone: str) -> str:
+    return f"{_prefix}sms:cooldown:{phone}"
+
+
+def sms_hour(phone: str) -> str:
+    return f"{_prefix}sms:hour:{phone}"
+
+
+def sms_day(phone: str) -> str:
+    return f"{_prefix}sms:day:{phone}"
+
+
+def sms_ip_day(ip: str) -> str:
+    return f"{_prefix}sms:ipday:{ip}"
+
+
+def auth_family(family: str) -> str:
+    return f"{_prefix}auth:family:{family}"
+
+
+def auth_revoked(family: str) -> str:
+    return f"{_prefix}auth:revoked:{family}"
+
+
+def model_cache(model: str, pk: int) -> str:
+    return f"{_prefix}cache:{model}:{pk}"
+
+
+def model_cache_version(model: str, pk: int) -> str:
+    return f"{_prefix}cache:{model}:{pk}:ver"

@@ -1,0 +1,70 @@
+"""The seed's ``Model-<cls>-<pk>`` cache, made safe against stale reads.
+
+A reader notes the entry's version before it reads MySQL and stores what it read only if the version is still
+the same (one Lua compare-and-set). A writer commits, bumps the version and deletes the entry. Whatever the
+interleaving, an entry written from rows older than a committed write is either refused or deleted, so a read
+after a write never sees the old rows.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import peewee
+from redis.asyncio import Redis
+
+from services import jsoncodec, keys
+
+T = TypeVar("T")
+
+_STORE_IF_UNCHANGED = """
+local current = redis.call('GET', KEYS[2]) or '0'
+if current ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
+return 1
+"""
+_VERSION_TTL = 2 * 24 * 3600
+
+
+def rows_to_json(*instances: peewee.Model) -> str:
+    """Serialise model rows by field so ``rows_from_json`` can rebuild equal instances."""
+    return jsoncodec.dumps({type(m).__name__: {f.name: _encode(m.__data__.get(f.name))
+                                               for f in m._meta.sorted_fields} for m in instances})
+
+
+def rows_from_json(raw: str, *models: type[peewee.Model]) -> list[peewee.Model]:
+    data = jsoncodec.loads(raw)
+    rebuilt = []
+    for model in models:
+        fields = data[model.__name__]
+        rebuilt.append(model(**{f.name: f.python_value(fields.get(f.name)) for f in model._meta.sorted_fields}))
+    return rebuilt
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, (dt.datetime, dt.date)):
+        return str(value)
+    return value
+
+
+async def read_through(*, redis: Redis, name: str, pk: int, ttl: int, load: Callable[[], Awaitable[T]],
+                       encode: Callable[[T], str], decode: Callable[[str], T]) -> T:
+    """Return the cached value, or load it and cache it unless a write happened meanwhile."""
+    entry_key, version_key = keys.model_cache(name, pk), keys.model_cache_version(name, pk)
+    cached, version = await redis.mget(entry_key, version_key)
+    if cached is not None:
+        return decode(cached)
+    value = await load()
+    await redis.eval(_STORE_IF_UNCHANGED, 2, entry_key, version_key, version or "0", encode(value), ttl)
+    return value
+
+
+async def invalidate(*, redis: Redis, name: str, pk: int) -> None:
+    """Call after the write has committed."""
+    version_key = keys.model_cache_version(name, pk)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.incr(version_key)
+        pipe.expire(version_key, _VERSION_TTL)
+        pipe.delete(keys.model_cache(name, pk))
+        await pipe.execute()

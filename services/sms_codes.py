@@ -1,0 +1,155 @@
+"""SMS login codes: send limits, hashed storage, single use, and burning after too many wrong tries.
+
+Every check-and-change is one Lua script, so concurrent requests cannot both pass a limit: twenty
+simultaneous sends for one phone reserve the cooldown once and send one SMS. A send is reserved before the
+provider is called and the reservation is released if the provider fails, so a failed send counts toward no
+limit. Codes are stored only as an HMAC keyed with the JWT secret.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from conf import Settings
+from services import keys
+from services.errors import InvalidParamsError, RateLimitedError, VcodeInvalidError
+from services.sms import SmsSender
+
+_PHONE_PREFIX = re.compile(r"^(\+86|0086)")
+_PHONE = re.compile(r"1[3-9][0-9]{9}")
+_CODE = re.compile(r"[0-9]{6}")
+_SEPARATED_DIGITS = re.compile(r"[0-9](?:[ -]?[0-9])*")
+
+_RESERVE = """
+local now = tonumber(ARGV[1])
+local member = ARGV[2]
+local cooldown = redis.call('PTTL', KEYS[1])
+if cooldown > 0 then return {'cooldown', cooldown} end
+local windows = {{KEYS[2], 3600000, tonumber(ARGV[4])}, {KEYS[3], 86400000, tonumber(ARGV[5])},
+                 {KEYS[4], 86400000, tonumber(ARGV[6])}}
+local names = {'hour', 'day', 'ip_day'}
+for i, w in ipairs(windows) do
+  redis.call('ZREMRANGEBYSCORE', w[1], '-inf', now - w[2])
+  if redis.call('ZCARD', w[1]) >= w[3] then
+    local oldest = redis.call('ZRANGE', w[1], 0, 0, 'WITHSCORES')
+    return {names[i], math.floor(tonumber(oldest[2]) + w[2] - now)}
+  end
+end
+redis.call('SET', KEYS[1], member, 'PX', tonumber(ARGV[3]))
+for _, w in ipairs(windows) do
+  redis.call('ZADD', w[1], now, member)
+  redis.call('PEXPIRE', w[1], w[2])
+end
+return {'ok', 0}
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+for i = 2, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
+return 1
+"""
+
+_VERIFY = """
+local stored = redis.call('HGET', KEYS[1], 'h')
+if not stored then return {'missing', 0} end
+if stored == ARGV[1] then
+  local ttl = redis.call('PTTL', KEYS[1])
+  local tries = redis.call('HGET', KEYS[1], 'tries')
+  redis.call('DEL', KEYS[1])
+  return {'ok', ttl, tries}
+end
+local tries = redis.call('HINCRBY', KEYS[1], 'tries', 1)
+if tries >= tonumber(ARGV[2]) then redis.call('DEL', KEYS[1]); return {'burned', 0} end
+return {'wrong', 0}
+"""
+
+_RESTORE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'h', ARGV[1], 'tries', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+_LIMIT_MESSAGES = {
+    "cooldown": "Wait before asking for another code.",
+    "hour": "Too many codes for this phone this hour.",
+    "day": "Too many codes for this phone today.",
+    "ip_day": "Too many codes from this network today.",
+}
+
+
+@dataclass(frozen=True)
+class CodeSent:
+    resend_after: int
+    expires_in: int
+
+
+@dataclass(frozen=True)
+class VerifiedCode:
+    """A consumed code, kept so it can be put back if the login fails for an unrelated reason."""
+    phone: str
+    digest: str
+    tries: int
+    ttl_ms: int
+
+
+def normalize_phone(raw: object) -> str:
+    """Strip +86/0086, whitespace, spaces and dashes; the result must be a mainland mobile number."""
+    if not isinstance(raw, str):
+        raise InvalidParamsError.for_fields({"phone": "must be a string"})
+    phone = _PHONE_PREFIX.sub("", raw.strip()).strip()
+    if not _SEPARATED_DIGITS.fullmatch(phone) or not _PHONE.fullmatch(phone := re.sub(r"[ -]", "", phone)):
+        raise InvalidParamsError.for_fields({"phone": "not a mainland mobile number"})
+    return phone
+
+
+def _digest(settings: Settings, phone: str, code: str) -> str:
+    return hmac.new(settings.jwt_secret.encode(), f"vcode:{phone}:{code}".encode(), hashlib.sha256).hexdigest()
+
+
+async def send_login_code(*, redis: Redis, sms: SmsSender, settings: Settings, phone: str,
+                          client_ip: str) -> CodeSent:
+    """Reserve a send under every limit, send the code, then store its hash (replacing any older code)."""
+    member = secrets.token_hex(8)
+    window_keys = [keys.sms_cooldown(phone), keys.sms_hour(phone), keys.sms_day(phone), keys.sms_ip_day(client_ip)]
+    verdict, wait_ms = await redis.eval(
+        _RESERVE, len(window_keys), *window_keys, int(time.time() * 1000), member, settings.sms_cooldown * 1000,
+        settings.sms_hour_limit, settings.sms_day_limit, settings.sms_ip_day_limit)
+    if verdict != "ok":
+        raise RateLimitedError(-(-int(wait_ms) // 1000), _LIMIT_MESSAGES[verdict], data={"limit": verdict})
+    code = f"{secrets.randbelow(10**6):06d}"
+    try:
+        await sms.send_code(phone, code)
+    except BaseException:
+        await redis.eval(_RELEASE, len(window_keys), *window_keys, member)
+        raise
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.delete(keys.sms_code(phone))
+        pipe.hset(keys.sms_code(phone), mapping={"h": _digest(settings, phone, code), "tries": 0})
+        pipe.expire(keys.sms_code(phone), settings.sms_code_ttl)
+        await pipe.execute()
+    return CodeSent(resend_after=settings.sms_cooldown, expires_in=settings.sms_code_ttl)
+
+
+async def verify_login_code(*, redis: Redis, settings: Settings, phone: str, code: object) -> VerifiedCode:
+    """Consume the code if it is right; a wrong one counts a try and the last allowed try burns it."""
+    if not isinstance(code, str) or not _CODE.fullmatch(code):
+        raise InvalidParamsError.for_fields({"code": "must be 6 digits"})
+    digest = _digest(settings, phone, code)
+    result = await redis.eval(_VERIFY, 1, keys.sms_code(phone), digest, settings.sms_max_attempts)
+    if result[0] != "ok":
+        raise VcodeInvalidError()
+    return VerifiedCode(phone=phone, digest=digest, tries=int(result[2] or 0), ttl_ms=int(result[1]))
+
+
+async def restore_login_code(*, redis: Redis, verified: VerifiedCode) -> None:
+    """Put a consumed code back (unless a newer one exists) when the login failed after consuming it."""
+    if verified.ttl_ms > 0:
+        await redis.eval(_RESTORE, 1, keys.sms_code(verified.phone), verified.digest, verified.tries,
+                         verified.ttl_ms)

@@ -1,0 +1,123 @@
+"""JWT sessions. Each login starts a token *family* (one device's session) identified by ``fam``.
+
+Redis holds, per family, the jti of the one refresh token that may be used next. Rotating checks and moves it
+in one script; presenting any older refresh token is reuse, which revokes the family (its access tokens too).
+Revocation is a key ``auth:revoked:<fam>`` living as long as the family's tokens could, so every process sees a
+logout at once.
+"""
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+import jwt
+from redis.asyncio import Redis
+
+from conf import Settings
+from services import keys
+from services.errors import NotAuthenticatedError
+
+ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ["sub", "exp", "iat", "jti", "typ", "fam"]
+
+_ROTATE = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 'revoked' end
+local current = redis.call('GET', KEYS[1])
+if not current then return 'unknown' end
+if current == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', tonumber(ARGV[3]))
+  return 'ok'
+end
+local ttl = redis.call('PTTL', KEYS[1])
+redis.call('SET', KEYS[2], '1', 'PX', math.max(ttl, tonumber(ARGV[4])))
+redis.call('DEL', KEYS[1])
+return 'reuse'
+"""
+
+_REVOKE = """
+local ttl = redis.call('PTTL', KEYS[1])
+redis.call('SET', KEYS[2], '1', 'PX', math.max(ttl, tonumber(ARGV[1])))
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: int
+    family: str
+    jti: str
+    expires_at: int
+
+
+def _encode(settings: Settings, *, user_id: int, family: str, jti: str, kind: str, ttl: int, now: int) -> str:
+    claims = {"sub": str(user_id), "iat": now, "exp": now + ttl, "jti": jti, "typ": kind, "fam": family}
+    return jwt.encode(claims, settings.jwt_secret, algorithm=ALGORITHM)
+
+
+def _decode(settings: Settings, token: object, kind: str) -> dict:
+    if not isinstance(token, str) or not token:
+        raise NotAuthenticatedError()
+    try:
+        claims = jwt.decode(token, settings.jwt_secret, algorithms=[ALGORITHM],
+                            options={"require": REQUIRED_CLAIMS})
+    except jwt.ExpiredSignatureError:
+        raise NotAuthenticatedError("The token has expired.") from None
+    except jwt.PyJWTError:
+        raise NotAuthenticatedError() from None
+    if claims.get("typ") != kind or not str(claims["sub"]).isdigit() or not isinstance(claims["fam"], str):
+        raise NotAuthenticatedError(f"An {kind} token is required.")
+    return claims
+
+
+def _pair(settings: Settings, user_id: int, family: str, refresh_jti: str) -> TokenPair:
+    now = int(time.time())
+    access = _encode(settings, user_id=user_id, family=family, jti=secrets.token_hex(12), kind="access",
+                     ttl=settings.access_token_ttl, now=now)
+    refresh = _encode(settings, user_id=user_id, family=family, jti=refresh_jti, kind="refresh",
+                      ttl=settings.refresh_token_ttl, now=now)
+    return TokenPair(access_token=access, refresh_token=refresh, expires_in=settings.access_token_ttl)
+
+
+async def start_session(*, redis: Redis, settings: Settings, user_id: int) -> TokenPair:
+    """Open a new family for a fresh login."""
+    family, refresh_jti = secrets.token_hex(12), secrets.token_hex(12)
+    await redis.set(keys.auth_family(family), refresh_jti, ex=settings.refresh_token_ttl)
+    return _pair(settings, user_id, family, refresh_jti)
+
+
+async def rotate_session(*, redis: Redis, settings: Settings, refresh_token: object) -> tuple[int, TokenPair]:
+    """Trade a refresh token for a new pair; a reused one revokes its whole family."""
+    claims = _decode(settings, refresh_token, "refresh")
+    family, new_jti = claims["fam"], secrets.token_hex(12)
+    verdict = await redis.eval(_ROTATE, 2, keys.auth_family(family), keys.auth_revoked(family), claims["jti"],
+                               new_jti, settings.refresh_token_ttl * 1000, settings.access_token_ttl * 1000)
+    if verdict == "reuse":
+        raise NotAuthenticatedError("This refresh token was already used; the session has been ended.")
+    if verdict != "ok":
+        raise NotAuthenticatedError("The session has ended.")
+    user_id = int(claims["sub"])
+    return user_id, _pair(settings, user_id, family, new_jti)
+
+
+async def authenticate(*, redis: Redis, settings: Settings, access_token: object) -> AccessClaims:
+    """Check the signature, claims and type, then that the family was not revoked."""
+    claims = _decode(settings, access_token, "access")
+    if await redis.exists(keys.auth_revoked(claims["fam"])):
+        raise NotAuthenticatedError("The session has ended.")
+    return AccessClaims(user_id=int(claims["sub"]), family=claims["fam"], jti=claims["jti"],
+                        expires_at=int(claims["exp"]))
+
+
+async def end_session(*, redis: Redis, settings: Settings, claims: AccessClaims) -> None:
+    """Revoke this device's family for as long as any of its tokens could still be presented."""
+    access_left_ms = max(1000, (claims.expires_at - int(time.time()) + 1) * 1000)
+    await redis.eval(_REVOKE, 2, keys.auth_family(claims.family), keys.auth_revoked(claims.family), access_left_ms)
