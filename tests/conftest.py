@@ -1,0 +1,172 @@
+"""The fixture chain: settings → database → redis → SMS stub → server → client → logged-in user.
+
+Tests talk to a real MariaDB and Redis. Each run creates its own database (dropped at the end) and uses its own
+Redis key prefix (every key under it deleted after each test), so runs never see each other's data.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import pymysql
+import pytest
+from redis.asyncio import Redis
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from conf import Settings, load_settings, parse_mysql_url  # noqa: E402
+from handlers.base import InFlight  # noqa: E402
+from models import db, init_db  # noqa: E402
+from models.migrations import migrate  # noqa: E402
+from server import MAX_UPLOAD_BODY, make_app  # noqa: E402
+from services import keys  # noqa: E402
+from services.sms import build_sms_sender  # noqa: E402
+from tests.stubs.aliyun_sms import AliyunSmsStub  # noqa: E402
+from tests.support.client import Client  # noqa: E402
+
+warnings.filterwarnings("ignore", module="aiomysql")
+
+TEST_MYSQL = os.environ.get("SWIPER_TEST_MYSQL_URL", "mysql://swiper:swiper@127.0.0.1:3306/swiper_test")
+TEST_REDIS = os.environ.get("SWIPER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+RUN_ID = secrets.token_hex(4)
+ACCESS_KEY_ID, ACCESS_KEY_SECRET = "LTAI-test-key", "test-secret-" + RUN_ID
+JWT_SECRET = "test-jwt-secret-that-is-long-enough-" + RUN_ID
+_phones = itertools.count(int(secrets.token_hex(3), 16) % 10**6 * 100)
+
+
+def new_phone() -> str:
+    """A phone no other test in this run uses."""
+    return f"139{next(_phones) % 10**8:08d}"
+
+
+def _admin_connect() -> pymysql.Connection:
+    url = parse_mysql_url(TEST_MYSQL)
+    return pymysql.connect(host=url.host, port=url.port, user=url.user, password=url.password,
+                           charset="utf8mb4", autocommit=True)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    name = f"{parse_mysql_url(TEST_MYSQL).database}_{RUN_ID}"
+    with _admin_connect() as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    yield TEST_MYSQL.rsplit("/", 1)[0] + "/" + name
+    with _admin_connect() as conn, conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+@pytest.fixture(scope="session")
+async def sms_stub() -> AliyunSmsStub:
+    stub = AliyunSmsStub(ACCESS_KEY_ID, ACCESS_KEY_SECRET)
+    await stub.start()
+    yield stub
+    await stub.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, sms_stub: AliyunSmsStub) -> Settings:
+    return load_settings(
+        {}, env="test", mysql_url=database_url, redis_url=TEST_REDIS, redis_prefix=f"swiper_test_{RUN_ID}:",
+        jwt_secret=JWT_SECRET, sms_backend="aliyun", aliyun_access_key_id=ACCESS_KEY_ID,
+        aliyun_access_key_secret=ACCESS_KEY_SECRET, aliyun_sms_endpoint=sms_stub.endpoint,
+        aliyun_sms_protocol="http", sms_timeout=1.0, mysql_connect_timeout=1.0, redis_timeout=1.0)
+
+
+def server_env(settings: Settings, **overrides: str) -> dict[str, str]:
+    """The ``SWIPER_*`` environment that makes a ``server.py`` process use this run's settings."""
+    env = {f"SWIPER_{name.upper()}": str(getattr(settings, name)) for name in (
+        "env", "mysql_url", "redis_url", "redis_prefix", "jwt_secret", "sms_backend", "aliyun_access_key_id",
+        "aliyun_access_key_secret", "aliyun_sms_endpoint", "aliyun_sms_protocol", "sms_timeout",
+        "mysql_connect_timeout", "redis_timeout")}
+    env.update({f"SWIPER_{k.upper()}": v for k, v in overrides.items()})
+    return env
+
+
+@pytest.fixture(scope="session")
+async def schema(settings: Settings) -> None:
+    keys.configure(settings.redis_prefix)
+    init_db(settings)
+    await migrate()
+    yield
+    await db.aio_close()
+
+
+@pytest.fixture(scope="session")
+async def redis(settings: Settings) -> Redis:
+    client = Redis.from_url(settings.redis_url, decode_responses=True)
+    yield client
+    await _delete_prefixed(client, settings.redis_prefix)
+    await client.aclose()
+
+
+async def _delete_prefixed(client: Redis, prefix: str) -> None:
+    batch = [key async for key in client.scan_iter(match=prefix + "*", count=500)]
+    if batch:
+        await client.delete(*batch)
+
+
+@pytest.fixture(autouse=True)
+async def _clean_redis(request: pytest.FixtureRequest):
+    yield
+    if "redis" in request.fixturenames or "app_url" in request.fixturenames:
+        client = request.getfixturevalue("redis")
+        settings = request.getfixturevalue("settings")
+        await _delete_prefixed(client, settings.redis_prefix)
+
+
+@pytest.fixture(scope="session")
+async def app_url(settings: Settings, schema: None, redis: Redis) -> str:
+    sms = build_sms_sender(settings)
+    app_redis = Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=2)
+    app = make_app(settings, redis=app_redis, sms=sms, in_flight=InFlight())
+    sockets = bind_sockets(0, "127.0.0.1")
+    server = HTTPServer(app, max_body_size=MAX_UPLOAD_BODY)
+    server.add_sockets(sockets)
+    yield f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
+    server.stop()
+    await server.close_all_connections()
+    await app_redis.aclose()
+    await sms.aclose()
+
+
+@pytest.fixture
+def client(app_url: str) -> Client:
+    return Client(app_url)
+
+
+@dataclass
+class Session:
+    phone: str
+    user_id: int
+    access_token: str
+    refresh_token: str
+    body: dict
+
+
+async def login(client: Client, sms_stub: AliyunSmsStub, phone: str | None = None,
+                ip: str | None = None, redis: Redis | None = None) -> Session:
+    """Request a code, read it from the SMS stub, and log in (with ``redis``, skipping the send cooldown)."""
+    phone = phone or new_phone()
+    if redis is not None:
+        await redis.delete(keys.sms_cooldown(phone))
+    headers = {"X-Real-IP": ip or f"10.{secrets.randbelow(255)}.{secrets.randbelow(255)}.1"}
+    sent = await client.post("/api/v1/sms-codes", {"phone": phone}, headers=headers)
+    assert sent.status == 200, sent.body
+    code = sms_stub.last_code(phone)
+    resp = await client.post("/api/v1/sessions", {"phone": phone, "code": code}, headers=headers)
+    assert resp.status == 200, resp.body
+    data = resp.data
+    return Session(phone, data["user"]["id"], data["access_token"], data["refresh_token"], data)
+
+
+@pytest.fixture
+async def user(client: Client, sms_stub: AliyunSmsStub) -> Session:
+    return await login(client, sms_stub)

@@ -1,0 +1,80 @@
+"""A small HTTP client for tests: real requests over loopback, JSON in and out."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+AsyncHTTPClient.configure(None, max_clients=200)
+
+
+@dataclass
+class Response:
+    status: int
+    headers: Any
+    body: bytes
+    json: Any = field(default=None)
+
+    @property
+    def data(self) -> Any:
+        return self.json["data"]
+
+
+class Client:
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.http = AsyncHTTPClient()
+
+    async def request(self, method: str, path: str, *, json_body: Any = None, body: bytes | str | None = None,
+                      token: str | None = None, headers: dict[str, str] | None = None,
+                      timeout: float = 20) -> Response:
+        hdrs = dict(headers or {})
+        if token:
+            hdrs["Authorization"] = f"Bearer {token}"
+        if json_body is not None:
+            body = json.dumps(json_body)
+            hdrs.setdefault("Content-Type", "application/json")
+        if body is None and method in ("POST", "PUT", "PATCH"):
+            body = b""
+        request = HTTPRequest(self.base_url + path, method=method, headers=hdrs, body=body,
+                              request_timeout=timeout, allow_nonstandard_methods=True)
+        resp = await self.http.fetch(request, raise_error=False)
+        if resp.code == 599:
+            raise ConnectionError(f"{method} {path}: {resp.error}")
+        parsed = None
+        if resp.body and "json" in resp.headers.get("Content-Type", ""):
+            parsed = json.loads(resp.body)
+        return Response(resp.code, resp.headers, resp.body or b"", parsed)
+
+    async def get(self, path: str, **kw: Any) -> Response:
+        return await self.request("GET", path, **kw)
+
+    async def post(self, path: str, json: Any = None, **kw: Any) -> Response:
+        return await self.request("POST", path, json_body=json, **kw)
+
+    async def put(self, path: str, json: Any = None, **kw: Any) -> Response:
+        return await self.request("PUT", path, json_body=json, **kw)
+
+    async def patch(self, path: str, json: Any = None, **kw: Any) -> Response:
+        return await self.request("PATCH", path, json_body=json, **kw)
+
+    async def delete(self, path: str, **kw: Any) -> Response:
+        return await self.request("DELETE", path, **kw)
+
+
+def assert_error(resp: Response, status: int, error: str) -> dict:
+    """The one check of an error envelope: status, code name, and the shape API.md promises."""
+    assert resp.status == status, (resp.status, resp.body[:500])
+    body = resp.json
+    assert body is not None, resp.body[:200]
+    assert set(body) == {"code", "error", "message", "data"}, body
+    assert body["error"] == error, body
+    assert isinstance(body["code"], int) and body["code"] >= 1000
+    assert isinstance(body["message"], str) and body["message"]
+    assert "Traceback" not in resp.body.decode("utf-8", "replace")
+    assert resp.headers.get("X-Request-ID")
+    if status == 401:
+        assert resp.headers.get("WWW-Authenticate", "").startswith("Bearer")
+    return body
