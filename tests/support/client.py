@@ -40,7 +40,10 @@ class Client:
             body = b""
         request = HTTPRequest(self.base_url + path, method=method, headers=hdrs, body=body,
                               request_timeout=timeout, allow_nonstandard_methods=True)
-        resp = await self.http.fetch(request, raise_error=False)
+        try:
+            resp = await self.http.fetch(request, raise_error=False)
+        except OSError as exc:
+            raise ConnectionError(f"{method} {path}: {exc}") from exc
         if resp.code == 599:
             raise ConnectionError(f"{method} {path}: {resp.error}")
         parsed = None

@@ -39,9 +39,12 @@ class ServerProcess:
         while loop.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.output()[-2000:]}")
-            resp = await client.fetch(self.base_url + "/healthz", raise_error=False, request_timeout=1)
-            if resp.code == 200:
-                return
+            try:
+                resp = await client.fetch(self.base_url + "/healthz", raise_error=False, request_timeout=1)
+                if resp.code == 200:
+                    return
+            except OSError:
+                pass
             await asyncio.sleep(0.1)
         raise RuntimeError("server did not start")
 

@@ -1,0 +1,104 @@
+"""Service endpoints and the cross-cutting contract: request ids, 404/405/413, the OpenAPI document."""
+from __future__ import annotations
+
+import json
+import re
+import socket
+
+import pytest
+from tornado.iostream import IOStream
+
+from handlers.openapi import OPERATIONS, openapi_path
+from server import ROUTES
+from tests.support.client import assert_error
+
+AUTHED_ROUTES = [("GET", "/api/v1/profile"), ("PATCH", "/api/v1/profile"), ("GET", "/api/v1/users/1"),
+                 ("GET", "/api/v1/vip"), ("DELETE", "/api/v1/sessions/current")]
+
+
+async def test_health_and_readiness(client):
+    health = await client.get("/healthz")
+    assert health.status == 200 and health.json == {"code": 0, "data": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status == 200 and ready.data == {"mysql": "ok", "redis": "ok"}
+
+
+async def test_request_id_echoed_or_generated(client):
+    echoed = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert echoed.headers["X-Request-ID"] == "abc-123"
+    fresh = await client.get("/healthz", headers={"X-Request-ID": "bad id\u00e9" * 20})
+    assert re.fullmatch(r"[0-9a-f]{16}", fresh.headers["X-Request-ID"])
+    error = await client.get("/nope", headers={"X-Request-ID": "err-1"})
+    assert error.headers["X-Request-ID"] == "err-1"
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE", "PATCH"])
+async def test_unknown_routes_are_404_envelopes(client, method):
+    assert_error(await client.request(method, "/api/v1/nothing-here"), 404, "not_found")
+
+
+@pytest.mark.parametrize("method, path", [("POST", "/api/v1/profile"), ("DELETE", "/api/v1/profile"),
+                                          ("GET", "/api/v1/sessions"), ("GET", "/api/v1/sms-codes"),
+                                          ("PUT", "/api/v1/vip/levels"), ("POST", "/healthz"),
+                                          ("PATCH", "/api/v1/users/1")])
+async def test_wrong_method_is_405_before_auth(client, method, path):
+    resp = await client.request(method, path)
+    assert_error(resp, 405, "method_not_allowed")
+    assert resp.headers["Allow"]
+
+
+@pytest.mark.parametrize("method, path", AUTHED_ROUTES)
+async def test_authenticated_routes_refuse_anonymous(client, method, path):
+    assert_error(await client.request(method, path, body=b"{}" if method == "PATCH" else None), 401,
+                 "not_authenticated")
+
+
+async def test_oversized_body_is_413(client, settings):
+    big = json.dumps({"phone": "1" * (settings.max_json_body + 10)})
+    assert_error(await client.request("POST", "/api/v1/sms-codes", body=big), 413, "payload_too_large")
+
+
+async def test_oversized_chunked_body_is_413(app_url, settings):
+    """No Content-Length: the size is counted while streaming, never buffered whole."""
+    host, port = app_url.removeprefix("http://").split(":")
+    stream = IOStream(socket.socket())
+    await stream.connect((host, int(port)))
+    await stream.write(b"POST /api/v1/sms-codes HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                       b"Content-Type: application/json\r\n\r\n")
+    chunk = b"x" * 16384
+    for _ in range(settings.max_json_body // len(chunk) + 2):
+        await stream.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+    await stream.write(b"0\r\n\r\n")
+    head = await stream.read_until(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413"), head
+    stream.close()
+
+
+async def test_openapi_documents_every_route_and_method(client):
+    resp = await client.get("/api/v1/openapi.json")
+    assert resp.status == 200
+    spec = resp.json
+    assert spec["openapi"].startswith("3.") and "code" not in spec
+    served = set()
+    for pattern, handler in ROUTES:
+        path = openapi_path(pattern, handler)
+        for method in handler.implemented_methods():
+            served.add((path, method.lower()))
+    documented = {(path, method) for path, ops in spec["paths"].items() for method in ops}
+    assert served == documented, {"undocumented": served - documented, "stale": documented - served}
+    for path, ops in OPERATIONS.items():
+        for method, operation in ops.items():
+            assert "200" in operation["responses"], (path, method)
+            if method in ("post", "put", "patch"):
+                assert "requestBody" in operation, (path, method)
+
+
+async def test_no_traceback_on_unexpected_errors(client, user, monkeypatch):
+    import services.profiles as profiles
+
+    async def explode(*args, **kwargs):
+        raise RuntimeError("boom: secret internals")
+    monkeypatch.setattr(profiles.vip, "membership_view", explode)
+    resp = await client.get("/api/v1/profile", token=user.access_token)
+    body = assert_error(resp, 500, "internal_error")
+    assert "boom" not in json.dumps(body)

@@ -1,0 +1,135 @@
+"""Real ``server.py`` processes: dead Redis/MySQL (503, then recovery without a restart), logout seen by another
+process, and a graceful drain on SIGTERM."""
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import pytest
+
+from conf import parse_mysql_url
+from tests.conftest import new_phone, server_env
+from tests.support.client import Client, assert_error
+from tests.support.processes import ServerProcess
+from tests.support.proxy import TcpProxy
+
+
+async def login_via(client: Client, sms_stub, phone: str | None = None) -> dict:
+    phone = phone or new_phone()
+    assert (await client.post("/api/v1/sms-codes", {"phone": phone})).status == 200
+    resp = await client.post("/api/v1/sessions", {"phone": phone, "code": sms_stub.last_code(phone)})
+    assert resp.status == 200, resp.body
+    return resp.data
+
+
+async def eventually_ok(call, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        resp = await call()
+        if resp.status == 200 or time.monotonic() > deadline:
+            return resp
+        await asyncio.sleep(0.2)
+
+
+@pytest.fixture
+async def proxied_server(settings, schema, sms_stub):
+    """A server whose MySQL and Redis connections go through proxies the test can cut."""
+    mysql = parse_mysql_url(settings.mysql_url)
+    mysql_proxy, redis_proxy = TcpProxy(mysql.host, mysql.port), TcpProxy("127.0.0.1", 6379)
+    await mysql_proxy.start()
+    await redis_proxy.start()
+    redis_db = settings.redis_url.rsplit("/", 1)[1]
+    mysql_url = f"mysql://{mysql.user}:{mysql.password}@127.0.0.1:{mysql_proxy.port}/{mysql.database}"
+    server = ServerProcess(server_env(settings, mysql_url=mysql_url,
+                                      redis_url=f"redis://127.0.0.1:{redis_proxy.port}/{redis_db}"))
+    await server.start()
+    yield server, mysql_proxy, redis_proxy
+    assert server.stop() == 0, server.output()[-3000:]
+    await mysql_proxy.cut()
+    await redis_proxy.cut()
+
+
+async def test_dead_redis_is_503_and_recovers(proxied_server, sms_stub):
+    server, _mysql, redis_proxy = proxied_server
+    client = Client(server.base_url)
+    session = await login_via(client, sms_stub)
+    token = session["access_token"]
+    await redis_proxy.cut()
+    started = time.monotonic()
+    body = assert_error(await client.get("/api/v1/profile", token=token), 503, "unavailable")
+    assert time.monotonic() - started < 4
+    assert body["data"] == {"dependency": "redis"}
+    assert_error(await client.post("/api/v1/sms-codes", {"phone": new_phone()}), 503, "unavailable")
+    assert (await client.get("/healthz")).status == 200
+    ready = await client.get("/readyz")
+    assert_error(ready, 503, "unavailable")
+    assert ready.json["data"]["redis"] == "down" and ready.json["data"]["mysql"] == "ok"
+    await redis_proxy.restore()
+    assert (await eventually_ok(lambda: client.get("/api/v1/profile", token=token))).status == 200
+    assert (await client.get("/readyz")).status == 200
+
+
+async def test_dead_mysql_is_503_keeps_the_code_and_recovers(proxied_server, sms_stub):
+    server, mysql_proxy, _redis = proxied_server
+    client = Client(server.base_url)
+    me = await login_via(client, sms_stub)
+    other = await login_via(client, sms_stub)
+    phone = new_phone()
+    assert (await client.post("/api/v1/sms-codes", {"phone": phone})).status == 200
+    code = sms_stub.last_code(phone)
+    await mysql_proxy.cut()
+    started = time.monotonic()
+    # a user nobody has read yet is not cached: this needs MySQL
+    resp = await client.get(f"/api/v1/users/{other['user']['id'] + 10**6}", token=me["access_token"])
+    assert_error(resp, 503, "unavailable")
+    assert time.monotonic() - started < 4
+    assert_error(await client.post("/api/v1/sessions", {"phone": phone, "code": code}), 503, "unavailable")
+    assert_error(await client.patch("/api/v1/profile", {"location": "北京"}, token=me["access_token"]), 503,
+                 "unavailable")
+    assert (await client.get("/healthz")).status == 200
+    ready = await client.get("/readyz")
+    assert ready.status == 503 and ready.json["data"]["mysql"] == "down"
+    await mysql_proxy.restore()
+    assert (await eventually_ok(lambda: client.get("/readyz"))).status == 200
+    # the code consumed by the failed login was put back: the user does not need a new SMS
+    login = await client.post("/api/v1/sessions", {"phone": phone, "code": code})
+    assert login.status == 200 and login.data["is_new_user"] is True
+    patched = await client.patch("/api/v1/profile", {"location": "北京"}, token=me["access_token"])
+    assert patched.status == 200 and patched.data["location"] == "北京"
+
+
+async def test_logout_in_one_process_is_seen_by_another(settings, schema, sms_stub):
+    first, second = ServerProcess(server_env(settings)), ServerProcess(server_env(settings))
+    await asyncio.gather(first.start(), second.start())
+    try:
+        a, b = Client(first.base_url), Client(second.base_url)
+        session = await login_via(a, sms_stub)
+        token = session["access_token"]
+        assert (await b.get("/api/v1/profile", token=token)).status == 200
+        assert (await a.delete("/api/v1/sessions/current", token=token)).status == 200
+        assert_error(await b.get("/api/v1/profile", token=token), 401, "not_authenticated")
+        assert_error(await b.put("/api/v1/sessions/current", {"refresh_token": session["refresh_token"]}), 401,
+                     "not_authenticated")
+    finally:
+        assert first.stop() == 0 and second.stop() == 0
+
+
+async def test_sigterm_drains_in_flight_requests(settings, schema, sms_stub):
+    server = ServerProcess(server_env(settings, sms_timeout="3"))
+    await server.start()
+    client = Client(server.base_url)
+    sms_stub.mode, sms_stub.slow_delay = "slow", 1.0
+    try:
+        phone = new_phone()
+        in_flight = asyncio.ensure_future(client.post("/api/v1/sms-codes", {"phone": phone}))
+        await asyncio.sleep(0.4)
+        server.proc.send_signal(signal.SIGTERM)
+        resp = await in_flight
+        assert resp.status == 200, resp.body
+        assert sms_stub.last_code(phone) is not None
+    finally:
+        sms_stub.mode, sms_stub.slow_delay = "ok", 5.0
+    assert server.stop() == 0
+    with pytest.raises(ConnectionError):
+        await client.get("/healthz", timeout=2)
