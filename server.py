@@ -20,7 +20,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from conf import Settings, SettingsError, load_settings
-from handlers import auth, profile, service, vip
+from handlers import auth, metrics, profile, service, vip
 from handlers.base import InFlight, NotFoundHandler, access_log
 from models import db, init_db
 from services import keys
@@ -28,13 +28,20 @@ from services.redis_client import build_redis
 from services.sms import SmsSender, build_sms_sender
 
 log = logging.getLogger("swiper.server")
-ROUTES = [*auth.routes, *profile.routes, *vip.routes, *service.routes]
+ROUTES = [*auth.routes, *profile.routes, *vip.routes, *service.routes, *metrics.routes]
+metrics.name_routes(ROUTES)
 MAX_UPLOAD_BODY = 8 * 1024 * 1024
+
+
+def log_request(handler: web.RequestHandler) -> None:
+    """Tornado calls this once per finished request: the access line and the metrics."""
+    access_log(handler)
+    metrics.observe(handler)
 
 
 def make_app(settings: Settings, *, redis: Redis, sms: SmsSender, in_flight: InFlight | None = None) -> web.Application:
     return web.Application(
-        ROUTES, default_handler_class=NotFoundHandler, log_function=access_log, compress_response=False,
+        ROUTES, default_handler_class=NotFoundHandler, log_function=log_request, compress_response=False,
         swiper_settings=settings, redis=redis, sms=sms, in_flight=in_flight or InFlight(),
     )
 

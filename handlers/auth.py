@@ -5,6 +5,7 @@ from typing import Any
 
 from handlers.base import BaseHandler
 from services import sms_codes, tokens
+from services.phones import normalize_phone
 from services.accounts import find_or_register, load_account
 from services.errors import InvalidParamsError
 from services.profiles import owner_view
@@ -30,7 +31,7 @@ class SmsCodesHandler(BaseHandler):
         """Send a login code; the answer is the same whether or not the phone is registered."""
         body = self.json_body()
         only_fields(body, "phone")
-        phone = sms_codes.normalize_phone(body["phone"])
+        phone = normalize_phone(body["phone"])
         sent = await sms_codes.send_login_code(redis=self.redis, sms=self.sms, settings=self.settings_obj,
                                                phone=phone, client_ip=self.client_ip)
         self.ok({"resend_after": sent.resend_after, "expires_in": sent.expires_in})
@@ -43,7 +44,7 @@ class SessionsHandler(BaseHandler):
         """Log in with phone + code, registering the phone on first login."""
         body = self.json_body()
         only_fields(body, "phone", "code")
-        phone = sms_codes.normalize_phone(body["phone"])
+        phone = normalize_phone(body["phone"])
         verified = await sms_codes.verify_login_code(redis=self.redis, settings=self.settings_obj, phone=phone,
                                                      code=body["code"])
         try:

@@ -70,8 +70,10 @@ ERRORS_BY_STATUS = {400: "invalid input", 401: "not authenticated", 403: "permis
 
 
 def op(summary: str, data: dict | None, *, errors: tuple[int, ...], body: dict | None = None,
-       auth: bool = True, params: list[dict] | None = None, bare: bool = False) -> dict:
-    if bare:
+       auth: bool = True, params: list[dict] | None = None, bare: bool = False, text: bool = False) -> dict:
+    if text:
+        ok = {"description": "OK", "content": {"text/plain": {"schema": STR}}}
+    elif bare:
         ok = {"description": "OK", "content": {"application/json": {"schema": data or {"type": "object"}}}}
     else:
         envelope = obj(["code", "data"], code={"type": "integer", "enum": [0]},
@@ -117,6 +119,8 @@ OPERATIONS: dict[str, dict[str, dict]] = {
     "/healthz": {"get": op("Liveness", STR, errors=(), auth=False)},
     "/readyz": {"get": op("Readiness of MySQL and Redis", ref("Dependencies"), errors=(503,), auth=False)},
     "/api/v1/openapi.json": {"get": op("This document", None, errors=(), auth=False, bare=True)},
+    "/metrics": {"get": op("Prometheus metrics (not exposed through nginx)", None, errors=(), auth=False,
+                           text=True)},
 }
 
 

@@ -17,7 +17,7 @@ from models.migrations import migrate  # noqa: E402
 from services import keys  # noqa: E402
 from services.errors import AppError  # noqa: E402
 from services.redis_client import build_redis  # noqa: E402
-from services.sms_codes import normalize_phone  # noqa: E402
+from services.phones import normalize_phone  # noqa: E402
 from services.vip import grant_membership  # noqa: E402
 
 

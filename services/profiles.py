@@ -15,6 +15,7 @@ from models.base import utcnow
 from services import vip
 from services.accounts import Account, forget_account, load_account
 from services.errors import ConflictError, InvalidParamsError
+from services.phones import mask_phone
 
 GENDERS = ("male", "female")
 READ_ONLY = {"id", "phone", "vip", "avatar", "age", "created_at", "updated_at", "is_new_user"}
@@ -34,10 +35,6 @@ def age_on(birthday: dt.date | None, day: dt.date) -> int | None:
     if birthday is None:
         return None
     return day.year - birthday.year - ((day.month, day.day) < (birthday.month, birthday.day))
-
-
-def mask_phone(phone: str) -> str:
-    return f"{phone[:3]}****{phone[-4:]}"
 
 
 def avatar_url(settings: Settings, key: str | None) -> str | None:

@@ -32,6 +32,7 @@ from Tea.exceptions import TeaException
 
 from conf import Settings
 from services.errors import UpstreamError
+from services.phones import mask_phone
 
 log = logging.getLogger("swiper.sms")
 
@@ -46,11 +47,6 @@ class SmsSender(Protocol):
 
     async def aclose(self) -> None:
         ...
-
-
-def mask_phone(phone: str) -> str:
-    """``13800138000`` -> ``138****8000``: enough to tell numbers apart in logs, not enough to use."""
-    return f"{phone[:3]}****{phone[-4:]}" if len(phone) >= 8 else "****"
 
 
 class ConsoleSmsSender:

@@ -19,12 +19,10 @@ from redis.asyncio import Redis
 from conf import Settings
 from services import keys
 from services.errors import InvalidParamsError, RateLimitedError, VcodeInvalidError
+
 from services.sms import SmsSender
 
-_PHONE_PREFIX = re.compile(r"^(\+86|0086)")
-_PHONE = re.compile(r"1[3-9][0-9]{9}")
 _CODE = re.compile(r"[0-9]{6}")
-_SEPARATED_DIGITS = re.compile(r"[0-9](?:[ -]?[0-9])*")
 
 _RESERVE = """
 local now = tonumber(ARGV[1])
@@ -97,16 +95,6 @@ class VerifiedCode:
     digest: str
     tries: int
     ttl_ms: int
-
-
-def normalize_phone(raw: object) -> str:
-    """Strip +86/0086, whitespace, spaces and dashes; the result must be a mainland mobile number."""
-    if not isinstance(raw, str):
-        raise InvalidParamsError.for_fields({"phone": "must be a string"})
-    phone = _PHONE_PREFIX.sub("", raw.strip()).strip()
-    if not _SEPARATED_DIGITS.fullmatch(phone) or not _PHONE.fullmatch(phone := re.sub(r"[ -]", "", phone)):
-        raise InvalidParamsError.for_fields({"phone": "not a mainland mobile number"})
-    return phone
 
 
 def _digest(settings: Settings, phone: str, code: str) -> str:

@@ -102,3 +102,27 @@ async def test_no_traceback_on_unexpected_errors(client, user, monkeypatch):
     resp = await client.get("/api/v1/profile", token=user.access_token)
     body = assert_error(resp, 500, "internal_error")
     assert "boom" not in json.dumps(body)
+
+
+async def test_metrics_count_by_route_template(client, user):
+    await client.get(f"/api/v1/users/{user.user_id}", token=user.access_token)
+    await client.get("/api/v1/no-such-route")
+    resp = await client.get("/metrics")
+    assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/plain")
+    text = resp.body.decode()
+    assert 'swiper_requests_total{method="GET",route="/api/v1/users/{user_id}",status="200"}' in text
+    assert 'route="unmatched",status="404"' in text
+    assert f"/api/v1/users/{user.user_id}" not in text
+    assert "swiper_request_duration_seconds_bucket" in text
+
+
+async def test_unhandled_errors_are_logged_with_traceback(client, user, monkeypatch, caplog):
+    import services.profiles as profiles
+
+    async def explode(*args, **kwargs):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(profiles.vip, "membership_view", explode)
+    with caplog.at_level("ERROR", logger="swiper.error"):
+        await client.get("/api/v1/profile", token=user.access_token, headers={"X-Request-ID": "trace-me"})
+    records = [r for r in caplog.records if r.name == "swiper.error"]
+    assert records and records[0].exc_info and "trace-me" in records[0].getMessage()

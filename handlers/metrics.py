@@ -1,0 +1,38 @@
+"""Prometheus metrics: request counts and latencies by route template and status (never by raw path)."""
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from tornado import web
+
+from handlers.base import BaseHandler
+
+REQUESTS = Counter("swiper_requests_total", "HTTP requests answered", ["route", "method", "status"])
+LATENCY = Histogram("swiper_request_duration_seconds", "Time to answer an HTTP request", ["route", "method"],
+                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+_route_names: dict[type, str] = {}
+
+
+def name_routes(routes: list[tuple[str, type[web.RequestHandler]]]) -> None:
+    """Label each handler class with its route template, so ids in paths never become label values."""
+    from handlers.openapi import openapi_path
+    for pattern, handler in routes:
+        _route_names[handler] = openapi_path(pattern, handler)
+
+
+def observe(handler: web.RequestHandler) -> None:
+    route = _route_names.get(type(handler), "unmatched")
+    method = handler.request.method or "-"
+    REQUESTS.labels(route, method, str(handler.get_status())).inc()
+    LATENCY.labels(route, method).observe(handler.request.request_time())
+
+
+class MetricsHandler(BaseHandler):
+    auth_required = False
+
+    async def get(self) -> None:
+        """Prometheus text format; nginx does not expose it publicly."""
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(generate_latest())
+
+
+routes = [(r"/metrics", MetricsHandler)]

@@ -1,0 +1,25 @@
+"""Phone numbers: the one normalisation of what clients send, and the one masked form shown or logged."""
+from __future__ import annotations
+
+import re
+
+from services.errors import InvalidParamsError
+
+_PHONE_PREFIX = re.compile(r"^(\+86|0086)")
+_PHONE = re.compile(r"1[3-9][0-9]{9}")
+_SEPARATED_DIGITS = re.compile(r"[0-9](?:[ -]?[0-9])*")
+
+
+def normalize_phone(raw: object) -> str:
+    """Strip +86/0086, whitespace, spaces and dashes; the result must be a mainland mobile number."""
+    if not isinstance(raw, str):
+        raise InvalidParamsError.for_fields({"phone": "must be a string"})
+    phone = _PHONE_PREFIX.sub("", raw.strip()).strip()
+    if not _SEPARATED_DIGITS.fullmatch(phone) or not _PHONE.fullmatch(phone := re.sub(r"[ -]", "", phone)):
+        raise InvalidParamsError.for_fields({"phone": "not a mainland mobile number"})
+    return phone
+
+
+def mask_phone(phone: str) -> str:
+    """``138****8000``: enough for a person to recognise their number, too little to identify it."""
+    return f"{phone[:3]}****{phone[-4:]}"
