@@ -178,7 +178,7 @@ class BaseHandler(web.RequestHandler):
             self.set_header(name, value)
         if isinstance(error, MethodNotAllowedError):
             self.set_header("Allow", ", ".join(self.implemented_methods()))
-        if isinstance(error, PayloadTooLargeError):
+        if isinstance(error, PayloadTooLargeError) or self.in_flight.draining:
             self.set_header("Connection", "close")
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(jsoncodec.dumps(error.envelope()))

@@ -8,6 +8,7 @@ limit. Codes are stored only as an HMAC keyed with the JWT secret.
 from __future__ import annotations
 
 import hashlib
+import logging
 import hmac
 import re
 import secrets
@@ -15,12 +16,16 @@ import time
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from conf import Settings
 from services import keys
 from services.errors import InvalidParamsError, RateLimitedError, VcodeInvalidError
 
+from services.phones import mask_phone
 from services.sms import SmsSender
+
+log = logging.getLogger("swiper.sms")
 
 _CODE = re.compile(r"[0-9]{6}")
 
@@ -137,7 +142,14 @@ async def verify_login_code(*, redis: Redis, settings: Settings, phone: str, cod
 
 
 async def restore_login_code(*, redis: Redis, verified: VerifiedCode) -> None:
-    """Put a consumed code back (unless a newer one exists) when the login failed after consuming it."""
-    if verified.ttl_ms > 0:
+    """Put a consumed code back (unless a newer one exists) when the login failed after consuming it.
+
+    Best effort: if Redis itself is what failed, the original error is the one worth reporting.
+    """
+    if verified.ttl_ms <= 0:
+        return
+    try:
         await redis.eval(_RESTORE, 1, keys.sms_code(verified.phone), verified.digest, verified.tries,
                          verified.ttl_ms)
+    except RedisError:
+        log.warning("could not restore the login code for %s", mask_phone(verified.phone))
