@@ -126,3 +126,13 @@ async def test_unhandled_errors_are_logged_with_traceback(client, user, monkeypa
         await client.get("/api/v1/profile", token=user.access_token, headers={"X-Request-ID": "trace-me"})
     records = [r for r in caplog.records if r.name == "swiper.error"]
     assert records and records[0].exc_info and "trace-me" in records[0].getMessage()
+
+
+async def test_one_access_line_per_request(client, user, caplog):
+    with caplog.at_level("INFO", logger="swiper.access"):
+        await client.get("/api/v1/profile", token=user.access_token, headers={"X-Request-ID": "line-1"})
+        await client.get("/api/v1/nowhere", headers={"X-Request-ID": "line-2"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "swiper.access"]
+    assert len(lines) == 2
+    assert re.fullmatch(rf"GET /api/v1/profile 200 [0-9.]+ms rid=line-1 uid={user.user_id}", lines[0]), lines
+    assert re.fullmatch(r"GET /api/v1/nowhere 404 [0-9.]+ms rid=line-2 uid=-", lines[1]), lines
