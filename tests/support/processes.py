@@ -29,6 +29,16 @@ class ServerProcess:
         self.base_url = f"http://127.0.0.1:{self.port}"
 
     async def start(self, timeout: float = 15) -> None:
+        """Start and wait for /healthz; a process that does not come up is killed, never left behind."""
+        try:
+            await self._start(timeout)
+        except BaseException:
+            if self.proc is not None and self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            raise
+
+    async def _start(self, timeout: float) -> None:
         env = {**os.environ, **self.env, "PYTHONPATH": str(ROOT)}
         self.log = tempfile.NamedTemporaryFile(prefix="swiper-test-server-", suffix=".log")
         self.proc = subprocess.Popen([sys.executable, str(ROOT / "server.py"), "--port", str(self.port)],
