@@ -19,7 +19,7 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from conf import Settings, SettingsError, load_settings
+from conf import Settings, load_settings_or_exit
 from handlers import auth, metrics, profile, service, vip
 from handlers.base import InFlight, NotFoundHandler, access_log
 from models import db, init_db
@@ -102,11 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run one Swiper server process.")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"swiper: bad setting: {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings_or_exit("swiper")
     configure_logging(settings)
     asyncio.run(serve(settings, args.port))
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import sys
 import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -199,6 +200,15 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     settings = Settings(**values)
     _check_consistency(settings)
     return settings
+
+
+def load_settings_or_exit(program: str) -> Settings:
+    """For entry points: a bad setting ends the process with one line naming the variable (exit status 2)."""
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        print(f"{program}: bad setting: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _check_consistency(s: Settings) -> None:

@@ -14,7 +14,7 @@ import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from conf import Settings, SettingsError, load_settings  # noqa: E402
+from conf import Settings, load_settings_or_exit  # noqa: E402
 from models import db, init_db  # noqa: E402
 from services import keys  # noqa: E402
 from services.accounts import find_or_register  # noqa: E402
@@ -42,11 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Print one access token for the bench user.")
     parser.add_argument("--phone", default=BENCH_PHONE, help=f"bench user's phone (default {BENCH_PHONE})")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"bench_token.py: bad setting: {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings_or_exit("bench_token.py")
     warnings.filterwarnings("ignore", module="aiomysql")
     try:
         token = asyncio.run(issue(settings, args.phone))

@@ -11,7 +11,7 @@ import zoneinfo
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from conf import Settings, SettingsError, load_settings  # noqa: E402
+from conf import Settings, load_settings_or_exit  # noqa: E402
 from models import db, init_db  # noqa: E402
 from models.migrations import migrate  # noqa: E402
 from services import keys  # noqa: E402
@@ -76,11 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     when.add_argument("--days", type=int, help="membership length from now")
     when.add_argument("--until", help="end time (ISO 8601; SWIPER_TIMEZONE if no offset; past = expired)")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"manage.py: bad setting: {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings_or_exit("manage.py")
     warnings.filterwarnings("ignore", module="aiomysql")
     try:
         asyncio.run(run(settings, args))
