@@ -1,6 +1,7 @@
 """The base of every handler: request id, client IP, auth in ``prepare``, JSON in, envelope out, one error path."""
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import secrets
@@ -74,9 +75,10 @@ class BaseHandler(web.RequestHandler):
 
     # -- request lifecycle -------------------------------------------------------------------------------------
     @classmethod
-    def implemented_methods(cls) -> list[str]:
-        return [m for m in cls.SUPPORTED_METHODS
-                if getattr(cls, m.lower()) is not getattr(web.RequestHandler, m.lower())]
+    @functools.cache
+    def implemented_methods(cls) -> tuple[str, ...]:
+        return tuple(m for m in cls.SUPPORTED_METHODS
+                     if getattr(cls, m.lower()) is not getattr(web.RequestHandler, m.lower()))
 
     async def prepare(self) -> None:
         if self.request.method not in self.implemented_methods():

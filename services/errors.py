@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiomysql
+import peewee
+import redis.exceptions
+
 
 class AppError(Exception):
     status = 500
@@ -124,16 +128,12 @@ _MYSQL_UNAVAILABLE_CODES = {1040, 1053, 1205, 2002, 2003, 2005, 2006, 2013, 2014
 
 def as_unavailable(exc: BaseException) -> UnavailableError | None:
     """Map an infrastructure failure (Redis or MySQL down, timed out, pool exhausted) to 503, else None."""
-    import peewee
-    import pymysql
-    import redis.exceptions
-
     if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
         return UnavailableError(data={"dependency": "redis"})
     if isinstance(exc, (redis.exceptions.BusyLoadingError, redis.exceptions.ReadOnlyError)):
         return UnavailableError(data={"dependency": "redis"})
-    mysql_errors = (peewee.OperationalError, peewee.InterfaceError, pymysql.err.OperationalError,
-                    pymysql.err.InterfaceError)
+    mysql_errors = (peewee.OperationalError, peewee.InterfaceError, aiomysql.OperationalError,
+                    aiomysql.InterfaceError)
     if isinstance(exc, mysql_errors):
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
         if code is None or code == 0 or code in _MYSQL_UNAVAILABLE_CODES:
