@@ -187,3 +187,13 @@ async def test_bad_tokens_are_401(client, user):
     for header in ["", "Bearer", "Basic abc", f"Token {user.access_token}"]:
         resp = await client.get("/api/v1/profile", headers={"Authorization": header} if header else {})
         assert_error(resp, 401, "not_authenticated")
+
+
+async def test_concurrent_refreshes_with_one_token_rotate_once(client, sms_stub):
+    """Only one rotation can win; the others are reuse of a spent token, which ends the session."""
+    session = await login(client, sms_stub)
+    results = await asyncio.gather(*[client.put(CURRENT, {"refresh_token": session.refresh_token})
+                                     for _ in range(5)])
+    assert sorted(r.status for r in results) == [200] + [401] * 4
+    winner = next(r for r in results if r.status == 200).data
+    assert_error(await client.get("/api/v1/profile", token=winner["access_token"]), 401, "not_authenticated")
