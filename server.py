@@ -16,19 +16,20 @@ import warnings
 
 from redis.asyncio import Redis
 from tornado import web
+from tornado.ioloop import PeriodicCallback
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from conf import Settings, load_settings_or_exit
-from handlers import auth, metrics, profile, service, vip
+from handlers import auth, metrics, profile, service, social, vip
 from handlers.base import InFlight, NotFoundHandler, access_log
 from models import db, init_db
-from services import keys
+from services import jobs, keys
 from services.redis_client import build_redis
 from services.sms import SmsSender, build_sms_sender
 
 log = logging.getLogger("swiper.server")
-ROUTES = [*auth.routes, *profile.routes, *vip.routes, *service.routes, *metrics.routes]
+ROUTES = [*auth.routes, *profile.routes, *vip.routes, *social.routes, *service.routes, *metrics.routes]
 metrics.name_routes(ROUTES)
 MAX_UPLOAD_BODY = 8 * 1024 * 1024
 
@@ -76,14 +77,30 @@ async def serve(settings: Settings, port: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    periodic = start_periodic_jobs(settings, redis)
     log.info("listening on %s:%d (env=%s, sms=%s)", settings.host, port, settings.env, settings.sms_backend)
     await stopping.wait()
+    periodic.stop()
     await drain(server, in_flight, settings.drain_timeout)
     await sms.aclose()
     await redis.aclose()
     if db.is_connected:
         await db.aio_close()
     log.info("stopped")
+
+
+def start_periodic_jobs(settings: Settings, redis: Redis) -> PeriodicCallback:
+    """Every process ticks; ``jobs.run_exclusively`` lets exactly one of them run each period's job."""
+    async def tick() -> None:
+        try:
+            await jobs.run_exclusively(redis=redis, name="expire_memberships", period=settings.job_period,
+                                       job=lambda: jobs.expire_memberships(redis=redis))
+        except Exception:
+            log.exception("periodic job failed (it runs again next period)")
+
+    callback = PeriodicCallback(tick, settings.job_period * 1000, jitter=0.1)
+    callback.start()
+    return callback
 
 
 async def drain(server: HTTPServer, in_flight: InFlight, timeout: float) -> None:

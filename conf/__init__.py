@@ -80,6 +80,7 @@ class Settings:
     max_json_body: int = 64 * 1024
     profile_cache_ttl: int = 3600
     drain_timeout: float = 10.0
+    job_period: int = 60
 
     @property
     def mysql(self) -> MySQLURL:

@@ -3,20 +3,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers.base import BaseHandler
+from handlers.base import BaseHandler, require_fields
 from services import sms_codes, tokens
 from services.phones import normalize_phone
 from services.accounts import find_or_register, load_account
-from services.errors import InvalidParamsError
 from services.profiles import owner_view
-
-
-def only_fields(body: dict[str, Any], *allowed: str) -> None:
-    """Unknown fields are 1002 naming them; missing ones too."""
-    problems = {name: "unknown field" for name in body if name not in allowed}
-    problems.update({name: "required" for name in allowed if name not in body})
-    if problems:
-        raise InvalidParamsError.for_fields(problems)
 
 
 def token_payload(pair: tokens.TokenPair) -> dict[str, Any]:
@@ -30,7 +21,7 @@ class SmsCodesHandler(BaseHandler):
     async def post(self) -> None:
         """Send a login code; the answer is the same whether or not the phone is registered."""
         body = self.json_body()
-        only_fields(body, "phone")
+        require_fields(body, "phone")
         phone = normalize_phone(body["phone"])
         sent = await sms_codes.send_login_code(redis=self.redis, sms=self.sms, settings=self.settings_obj,
                                                phone=phone, client_ip=self.client_ip)
@@ -43,7 +34,7 @@ class SessionsHandler(BaseHandler):
     async def post(self) -> None:
         """Log in with phone + code, registering the phone on first login."""
         body = self.json_body()
-        only_fields(body, "phone", "code")
+        require_fields(body, "phone", "code")
         phone = normalize_phone(body["phone"])
         verified = await sms_codes.verify_login_code(redis=self.redis, settings=self.settings_obj, phone=phone,
                                                      code=body["code"])
@@ -65,7 +56,7 @@ class CurrentSessionHandler(BaseHandler):
     async def put(self) -> None:
         """Rotate: a used refresh token is revoked; presenting it again ends the whole session."""
         body = self.json_body()
-        only_fields(body, "refresh_token")
+        require_fields(body, "refresh_token")
         self.user_id, pair = await tokens.rotate_session(redis=self.redis, settings=self.settings_obj,
                                                          refresh_token=body["refresh_token"])
         self.ok(token_payload(pair))

@@ -5,13 +5,14 @@ import functools
 import logging
 import re
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import Redis
 from tornado import httputil, web
 
 from conf import Settings
-from services import jsoncodec, tokens
+from services import jsoncodec, tokens, vip
 from services.accounts import Account, load_account
 from services.errors import (AppError, InternalError, InvalidParamsError, MethodNotAllowedError,
                              NotAuthenticatedError, NotFoundError, PayloadTooLargeError, as_unavailable)
@@ -44,6 +45,7 @@ class BaseHandler(web.RequestHandler):
         self.set_header("X-Request-ID", self.request_id)
         self.user_id: int | None = None
         self.claims: tokens.AccessClaims | None = None
+        self._account: Account | None = None
         self._body_chunks: list[bytes] = []
         self._body_size = 0
         self._body_too_large = False
@@ -114,12 +116,26 @@ class BaseHandler(web.RequestHandler):
         self.user_id = self.claims.user_id
 
     async def current_account(self) -> Account:
-        """The signed-in user's rows; a token for a user that no longer exists is not a valid session."""
+        """The signed-in user's rows (loaded once per request); a token for a deleted user is no session."""
         assert self.user_id is not None
-        try:
-            return await load_account(redis=self.redis, settings=self.settings_obj, user_id=self.user_id)
-        except NotFoundError:
-            raise NotAuthenticatedError("The account no longer exists.") from None
+        if self._account is None:
+            try:
+                self._account = await load_account(redis=self.redis, settings=self.settings_obj,
+                                                   user_id=self.user_id)
+            except NotFoundError:
+                raise NotAuthenticatedError("The account no longer exists.") from None
+        return self._account
+
+    def query_limit(self, default: int, maximum: int = 50) -> int:
+        raw = self.get_query_argument("limit", None)
+        if raw is None:
+            return default
+        if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+            raise InvalidParamsError.for_fields({"limit": f"must be an integer from 1 to {maximum}"})
+        return int(raw)
+
+    def query_cursor(self) -> str | None:
+        return self.get_query_argument("cursor", None) or None
 
     def json_body(self) -> dict[str, Any]:
         """The body as a JSON object; anything else is 1002."""
@@ -184,6 +200,26 @@ class BaseHandler(web.RequestHandler):
             self.set_header("Connection", "close")
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(jsoncodec.dumps(error.envelope()))
+
+
+def require_fields(body: dict[str, Any], *required: str) -> None:
+    """Exactly these fields: unknown ones and missing ones are 1002, named."""
+    problems = {name: "unknown field" for name in body if name not in required}
+    problems.update({name: "required" for name in required if name not in body})
+    if problems:
+        raise InvalidParamsError.for_fields(problems)
+
+
+def requires_permission(permission: str) -> Callable:
+    """Guard a handler method with a VIP permission: 403 ``permission_denied`` naming it."""
+    def decorate(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+        @functools.wraps(method)
+        async def guarded(self: BaseHandler, *args: Any, **kwargs: Any) -> None:
+            account = await self.current_account()
+            await vip.require_permission(account.user, permission)
+            await method(self, *args, **kwargs)
+        return guarded
+    return decorate
 
 
 class NotFoundHandler(BaseHandler):

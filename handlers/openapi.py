@@ -57,7 +57,21 @@ SCHEMAS = {
     "VipLevel": obj(["level", "name", "price", "permissions"], level=INT, name=STR, price=NUM,
                     permissions={"type": "array", "items": STR}),
     "Dependencies": obj(None, closed=False, mysql=STR, redis=STR),
+    "SwipeResult": obj(["matched", "likes_remaining", "resets_at"], matched=BOOL,
+                       likes_remaining=nullable(INT), resets_at=nullable({"type": "string", "format": "date-time"})),
+    "MatchedUser": obj(["id", "nickname", "gender", "age", "avatar", "location", "matched_at"],
+                       **PUBLIC_USER["properties"], matched_at={"type": "string", "format": "date-time"}),
+    "LikingUser": obj(["id", "nickname", "gender", "age", "avatar", "location", "action", "swiped_at"],
+                      **PUBLIC_USER["properties"], action={"type": "string", "enum": ["like", "superlike"]},
+                      swiped_at={"type": "string", "format": "date-time"}),
+    "HotEntry": obj(["rank", "score", "user"], rank=INT, score=INT, user=ref("PublicUser")),
 }
+
+
+def page_of(item: dict, cursor: bool = True) -> dict:
+    if cursor:
+        return obj(["items", "next_cursor"], items={"type": "array", "items": item}, next_cursor=nullable(STR))
+    return obj(["items"], items={"type": "array", "items": item})
 PHONE = {"type": "string", "minLength": 1, "maxLength": 32}
 PROFILE_PATCH = obj(None, nickname=SHORT_TEXT, gender=GENDER, birthday={"type": "string", "format": "date"},
                     location=SHORT_TEXT, preferences=obj(None, **{k: v for k, v in PREFERENCE_PROPS.items()
@@ -94,6 +108,17 @@ def op(summary: str, data: dict | None, *, errors: tuple[int, ...], body: dict |
 
 
 USER_ID = [{"name": "user_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}]
+
+
+def limit_param(default: int) -> dict:
+    return {"name": "limit", "in": "query", "required": False,
+            "schema": {"type": "integer", "minimum": 1, "maximum": 50, "default": default}}
+
+
+CURSOR = {"name": "cursor", "in": "query", "required": False, "schema": STR,
+          "description": "next_cursor of the previous page"}
+SWIPE = obj(["user_id", "action"], user_id={"type": "integer", "minimum": 1},
+            action={"type": "string", "enum": ["like", "dislike", "superlike"]})
 OPERATIONS: dict[str, dict[str, dict]] = {
     "/api/v1/sms-codes": {"post": op("Send a login code", obj(["resend_after", "expires_in"], resend_after=INT,
                                                               expires_in=INT),
@@ -116,6 +141,21 @@ OPERATIONS: dict[str, dict[str, dict]] = {
                                                                          "items": ref("VipLevel")}),
                                      errors=(503,), auth=False)},
     "/api/v1/vip": {"get": op("My membership", ref("Membership"), errors=(503,))},
+    "/api/v1/recommendations": {"get": op("The feed: superlikers first, then the most recently active",
+                                          page_of(ref("PublicUser"), cursor=False), errors=(400, 503),
+                                          params=[limit_param(10)])},
+    "/api/v1/swipes": {"post": op("Like, dislike or superlike", ref("SwipeResult"), errors=(403, 404, 409, 429, 503),
+                                  body=SWIPE)},
+    "/api/v1/swipes/last": {"delete": op("Rewind my last swipe", obj(["user_id"], user_id=INT),
+                                         errors=(403, 404, 429, 503))},
+    "/api/v1/matches": {"get": op("My matches, newest first", page_of(ref("MatchedUser")), errors=(400, 503),
+                                  params=[limit_param(20), CURSOR])},
+    "/api/v1/matches/{user_id}": {"delete": op("Unmatch (both sides)", None, errors=(404, 503), params=USER_ID)},
+    "/api/v1/likes/received": {"get": op("Who liked me (VIP liked_me)", page_of(ref("LikingUser")),
+                                         errors=(400, 403, 503), params=[limit_param(20), CURSOR])},
+    "/api/v1/likes/received/count": {"get": op("How many liked me", obj(["count"], count=INT), errors=(503,))},
+    "/api/v1/rankings/hot": {"get": op("Hot ranking", page_of(ref("HotEntry"), cursor=False), errors=(400, 503),
+                                       params=[limit_param(10)])},
     "/healthz": {"get": op("Liveness", STR, errors=(), auth=False)},
     "/readyz": {"get": op("Readiness of MySQL and Redis", ref("Dependencies"), errors=(503,), auth=False)},
     "/api/v1/openapi.json": {"get": op("This document", None, errors=(), auth=False, bare=True)},

@@ -91,6 +91,12 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             CONSTRAINT `match_ordered` CHECK (`user_a` < `user_b`)
         ) {TABLE_OPTIONS}""",
     ]),
+    ("0002_social", [
+        "ALTER TABLE `user` ADD COLUMN IF NOT EXISTS `rewind_floor` BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE `user` ADD INDEX IF NOT EXISTS `user_feed` (`location`, `gender`, `last_active_at`, `birthday`)",
+        "ALTER TABLE `swipe` ADD INDEX IF NOT EXISTS `swipe_received_recent` (`target_id`, `created_at`)",
+        "ALTER TABLE `swipe` DROP INDEX IF EXISTS `swipe_received`",
+    ]),
 ]
 
 # (level, name, price, permissions) as API.md's VIP table defines them.

@@ -20,7 +20,7 @@ class Swipe(BaseModel):
         table_name = "swipe"
         indexes = (
             (("user_id", "target_id"), True),
-            (("target_id", "action", "created_at"), False),
+            (("target_id", "created_at"), False),
             (("user_id", "created_at"), False),
         )
 

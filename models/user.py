@@ -19,6 +19,7 @@ class User(BaseModel):
     created_at = DateTimeMicroField(default=utcnow)
     updated_at = DateTimeMicroField(default=utcnow)
     last_active_at = DateTimeMicroField(default=utcnow)
+    rewind_floor = peewee.BigIntegerField(default=0)  # swipes with id <= this can no longer be rewound
 
     class Meta:
         table_name = "user"

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from conf import Settings
 from models import Preferences, User, db
 from models.base import utcnow
-from services import model_cache
+from services import keys, model_cache
 from services.errors import NotFoundError
 
 _NICKNAME_ALPHABET = string.ascii_lowercase + string.digits
@@ -75,3 +75,17 @@ async def find_or_register(*, phone: str) -> tuple[int, bool]:
     if user_id is None:
         raise peewee.IntegrityError("could not register phone")
     return user_id, False
+
+
+async def load_users(user_ids: list[int]) -> dict[int, User]:
+    """Many users' rows in one query, for lists of public views."""
+    if not user_ids:
+        return {}
+    rows = await User.select().where(User.id.in_(list(set(user_ids)))).aio_execute()
+    return {row.id: row for row in rows}
+
+
+async def mark_active(*, redis: Redis, user_id: int) -> None:
+    """Keep ``last_active_at`` fresh for the feed's order, writing it at most once per five minutes."""
+    if await redis.set(keys.active(user_id), "1", ex=300, nx=True):
+        await User.update(last_active_at=utcnow()).where(User.id == user_id).aio_execute()

@@ -13,7 +13,11 @@
 | auth:revoked:<fam>          | string | remaining lifetime of the family's tokens    |
 | cache:User:<id>             | string | settings.profile_cache_ttl (JSON of the rows) |
 | cache:User:<id>:ver         | int    | settings.profile_cache_ttl, bumped by every write |
-| probe                       | -      | never written (readiness only pings)         |
+| quota:<name>:<id>:<yyyymmdd> | int   | 2 days; daily likes / rewinds in SWIPER_TIMEZONE |
+| superlikers:<id>            | zset   | none; who superliked <id> and was not swiped back yet (score: time) |
+| hot                         | zset   | none; all-time hot score per user            |
+| active:<id>                 | string | 5 min; throttles last_active_at writes       |
+| job:<name>:<period>         | string | 2 periods; the one process that runs a periodic job |
 """
 from __future__ import annotations
 
@@ -63,3 +67,23 @@ def model_cache(model: str, pk: int) -> str:
 
 def model_cache_version(model: str, pk: int) -> str:
     return f"{_prefix}cache:{model}:{pk}:ver"
+
+
+def quota(name: str, user_id: int, day: str) -> str:
+    return f"{_prefix}quota:{name}:{user_id}:{day}"
+
+
+def superlikers(user_id: int) -> str:
+    return f"{_prefix}superlikers:{user_id}"
+
+
+def hot_ranking() -> str:
+    return f"{_prefix}hot"
+
+
+def active(user_id: int) -> str:
+    return f"{_prefix}active:{user_id}"
+
+
+def job_run(name: str, period: int) -> str:
+    return f"{_prefix}job:{name}:{period}"

@@ -1,0 +1,42 @@
+"""Who liked me: people who liked or superliked me and whom I have not swiped yet."""
+from __future__ import annotations
+
+import datetime as dt
+
+import peewee
+from peewee import fn
+
+from conf import Settings
+from models import Swipe
+from models.social import ACTION_NAMES
+from services.accounts import load_users
+from services.cursors import decode_cursor, encode_cursor
+from services.profiles import public_view
+
+
+def _pending_likes(user_id: int) -> peewee.ModelSelect:
+    mine = Swipe.alias("mine")
+    answered = mine.select(peewee.SQL("1")).where((mine.user_id == user_id) & (mine.target_id == Swipe.user_id))
+    return Swipe.select().where((Swipe.target_id == user_id) & (Swipe.action > 0) & ~fn.EXISTS(answered))
+
+
+async def count_likes_received(*, user_id: int) -> int:
+    return await _pending_likes(user_id).aio_count()
+
+
+async def list_likes_received(*, settings: Settings, user_id: int, limit: int,
+                              cursor: str | None) -> tuple[list[dict], str | None]:
+    query = _pending_likes(user_id)
+    if cursor:
+        position = decode_cursor(settings, cursor)
+        at, last_id = dt.datetime.fromisoformat(position["at"]).replace(tzinfo=None), int(position["id"])
+        query = query.where((Swipe.created_at < at) | ((Swipe.created_at == at) & (Swipe.id < last_id)))
+    rows = list(await query.order_by(Swipe.created_at.desc(), Swipe.id.desc()).limit(limit + 1).aio_execute())
+    page, more = rows[:limit], len(rows) > limit
+    users = await load_users([row.user_id for row in page])
+    items = [{**public_view(users[row.user_id], settings), "action": ACTION_NAMES[row.action],
+              "swiped_at": row.created_at.replace(tzinfo=dt.timezone.utc)}
+             for row in page if row.user_id in users]
+    next_cursor = (encode_cursor(settings, {"at": page[-1].created_at.isoformat(), "id": page[-1].id})
+                   if more else None)
+    return items, next_cursor

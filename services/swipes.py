@@ -1,0 +1,188 @@
+"""Swipes and rewinds: exactly one match per mutual like, whatever the timing, and undo that leaves no trace.
+
+A swipe is one transaction: insert the swipe (its unique key makes a repeat a no-op), take today's like quota,
+read the other side's swipe with a locking read, and insert the match with its own unique pair key. Two people
+liking each other at the same instant either serialise on those locks or deadlock, and a deadlock is retried, so
+they can neither both miss the match nor create two. The Redis side (hot score, superlike queue) is written just
+before the commit and undone if the commit fails, so MySQL and Redis never disagree about a swipe.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+
+import peewee
+from redis.asyncio import Redis
+
+from conf import Settings
+from models import Match, Swipe, User, db
+from models.base import utcnow
+from models.db import with_retries
+from models.social import ACTION_NAMES, ACTIONS
+from services import keys, quotas, vip
+from services.accounts import Account, load_account
+from services.errors import ConflictError, NotFoundError
+
+HOT_WEIGHTS = {"like": 5, "superlike": 7, "dislike": -5}
+REWINDS_PER_DAY = 3
+
+
+@dataclass(frozen=True)
+class SwipeResult:
+    matched: bool
+    likes_remaining: int | None
+    resets_at: dt.datetime | None
+
+
+def pair(a: int, b: int) -> tuple[int, int]:
+    return (a, b) if a < b else (b, a)
+
+
+async def _match_exists(a: int, b: int) -> bool:
+    low, high = pair(a, b)
+    return await Match.select().where((Match.user_a == low) & (Match.user_b == high)).aio_exists()
+
+
+async def _answer(*, redis: Redis, settings: Settings, user_id: int, matched: bool, unlimited: bool,
+                  day: quotas.Day) -> SwipeResult:
+    if unlimited:
+        return SwipeResult(matched, None, None)
+    used = await quotas.used(redis=redis, name="likes", user_id=user_id, day=day)
+    return SwipeResult(matched, max(0, settings.daily_like_limit - used), day.resets_at)
+
+
+def _swipe_effects(pipe, *, me: int, target: int, action: str, other_action: int | None, sign: int,
+                   superliked_at: float) -> None:
+    """Queue the Redis side of a swipe (sign=+1) or of its undoing (sign=-1) on a pipeline."""
+    pipe.zincrby(keys.hot_ranking(), sign * HOT_WEIGHTS[action], str(target))
+    if sign < 0:
+        pipe.zrem(keys.superlikers(target), str(me))
+        return
+    if action == "superlike" and other_action is None:  # they have not swiped me: I go to the front of their feed
+        pipe.zadd(keys.superlikers(target), {str(me): superliked_at})
+    pipe.zrem(keys.superlikers(me), str(target))
+
+
+async def record_swipe(*, redis: Redis, settings: Settings, account: Account, target_id: int,
+                       action: str) -> SwipeResult:
+    """Like, dislike or superlike someone; a repeat of the same swipe answers the same and counts nothing."""
+    me = account.user
+    if target_id == me.id:
+        raise ConflictError("You cannot swipe yourself.")
+    if action == "superlike":
+        await vip.require_permission(me, "superlike")
+    await load_account(redis=redis, settings=settings, user_id=target_id)  # 404 for an unknown user
+    unlimited = await vip.has_permission(me, "unlimit_like")
+    day = quotas.quota_day(settings)
+    code = ACTIONS[action]
+
+    async def repeat(existing: Swipe) -> SwipeResult:
+        if existing.action != code:
+            raise ConflictError(f"You already swiped this user ({ACTION_NAMES[existing.action]}).")
+        matched = code > 0 and await _match_exists(me.id, target_id)
+        return await _answer(redis=redis, settings=settings, user_id=me.id, matched=matched, unlimited=unlimited,
+                             day=day)
+
+    existing = await Swipe.select().where((Swipe.user_id == me.id) & (Swipe.target_id == target_id)).aio_first()
+    if existing is not None:
+        return await repeat(existing)
+
+    async def transaction() -> bool:
+        quota_taken = effects_written = False
+        other_action: int | None = None
+        try:
+            async with db.aio_atomic():
+                await Swipe.insert(user_id=me.id, target_id=target_id, action=code, created_at=utcnow()).aio_execute()
+                if code > 0 and not unlimited:
+                    await quotas.take(redis=redis, name="likes", user_id=me.id, day=day,
+                                      limit=settings.daily_like_limit)
+                    quota_taken = True
+                other_action = await (Swipe.select(Swipe.action)
+                                      .where((Swipe.user_id == target_id) & (Swipe.target_id == me.id))
+                                      .for_update().aio_scalar())
+                matched = code > 0 and other_action is not None and other_action > 0
+                if matched:
+                    low, high = pair(me.id, target_id)
+                    await Match.insert(user_a=low, user_b=high, created_at=utcnow()).on_conflict_ignore().aio_execute()
+                async with redis.pipeline(transaction=True) as pipe:
+                    _swipe_effects(pipe, me=me.id, target=target_id, action=action, other_action=other_action,
+                                   sign=1, superliked_at=time.time())
+                    await pipe.execute()
+                effects_written = True
+            return matched
+        except BaseException:
+            if quota_taken:
+                await quotas.give_back(redis=redis, name="likes", user_id=me.id, day=day)
+            if effects_written:  # only the commit itself can have failed
+                async with redis.pipeline(transaction=True) as pipe:
+                    _swipe_effects(pipe, me=me.id, target=target_id, action=action, other_action=other_action,
+                                   sign=-1, superliked_at=0)
+                    await pipe.execute()
+            raise
+
+    try:
+        matched = await with_retries(transaction)
+    except peewee.IntegrityError:
+        existing = await Swipe.select().where((Swipe.user_id == me.id) & (Swipe.target_id == target_id)).aio_first()
+        if existing is None:
+            raise
+        return await repeat(existing)
+    return await _answer(redis=redis, settings=settings, user_id=me.id, matched=matched, unlimited=unlimited,
+                         day=day)
+
+
+async def rewind_last_swipe(*, redis: Redis, settings: Settings, account: Account) -> int:
+    """Undo my most recent swipe (once, within the window) and everything it caused; returns whom it was about."""
+    me = account.user
+    unlimited = await vip.has_permission(me, "unlimit_like")
+    day = quotas.quota_day(settings)
+
+    async def transaction() -> int:
+        rewinds_taken = effects_written = False
+        last: Swipe | None = None
+        other: Swipe | None = None
+        try:
+            async with db.aio_atomic():
+                # Locking my own row first makes concurrent rewinds of mine run one after another.
+                floor = await User.select(User.rewind_floor).where(User.id == me.id).for_update().aio_scalar()
+                last = await (Swipe.select().where(Swipe.user_id == me.id)
+                              .order_by(Swipe.created_at.desc(), Swipe.id.desc()).aio_first())
+                window_start = utcnow() - dt.timedelta(seconds=settings.rewind_window)
+                if last is None or last.id <= (floor or 0) or last.created_at < window_start:
+                    raise NotFoundError("There is no recent swipe to rewind.")
+                await quotas.take(redis=redis, name="rewinds", user_id=me.id, day=day, limit=REWINDS_PER_DAY)
+                rewinds_taken = True
+                other = await (Swipe.select().where((Swipe.user_id == last.target_id)
+                                                     & (Swipe.target_id == me.id)).aio_first())
+                await Swipe.delete().where(Swipe.id == last.id).aio_execute()
+                low, high = pair(me.id, last.target_id)
+                await Match.delete().where((Match.user_a == low) & (Match.user_b == high)).aio_execute()
+                await User.update(rewind_floor=last.id).where(User.id == me.id).aio_execute()
+                action = ACTION_NAMES[last.action]
+                async with redis.pipeline(transaction=True) as pipe:
+                    _swipe_effects(pipe, me=me.id, target=last.target_id, action=action,
+                                   other_action=other.action if other else None, sign=-1, superliked_at=0)
+                    if other is not None and ACTION_NAMES[other.action] == "superlike":
+                        # they superliked me and I have not swiped them any more: back to the front of my queue
+                        pipe.zadd(keys.superlikers(me.id),
+                                  {str(last.target_id): other.created_at.replace(tzinfo=dt.timezone.utc).timestamp()})
+                    await pipe.execute()
+                effects_written = True
+        except BaseException:
+            if rewinds_taken:
+                await quotas.give_back(redis=redis, name="rewinds", user_id=me.id, day=day)
+            if effects_written and last is not None:  # only the commit itself can have failed: put it back
+                async with redis.pipeline(transaction=True) as pipe:
+                    _swipe_effects(pipe, me=me.id, target=last.target_id, action=ACTION_NAMES[last.action],
+                                   other_action=other.action if other else None, sign=1,
+                                   superliked_at=last.created_at.replace(tzinfo=dt.timezone.utc).timestamp())
+                    await pipe.execute()
+            raise
+        swiped_on = quotas.quota_day(settings, last.created_at.replace(tzinfo=dt.timezone.utc))
+        if last.action > 0 and not unlimited and swiped_on.key == day.key:
+            await quotas.give_back(redis=redis, name="likes", user_id=me.id, day=day)
+        return last.target_id
+
+    await vip.require_permission(me, "rewind")
+    return await with_retries(transaction)
