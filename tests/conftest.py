@@ -5,11 +5,13 @@ Redis key prefix (every key under it deleted after each test), so runs never see
 """
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import os
 import secrets
 import sys
 import warnings
+import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +29,11 @@ from handlers.base import InFlight  # noqa: E402
 from models import db, init_db  # noqa: E402
 from models.migrations import migrate  # noqa: E402
 from server import MAX_UPLOAD_BODY, make_app  # noqa: E402
-from services import keys  # noqa: E402
+from models import Preferences, User  # noqa: E402
+from models.base import utcnow  # noqa: E402
+from services import keys, tokens  # noqa: E402
+from services.accounts import find_or_register, forget_account  # noqa: E402
+from services.vip import grant_membership  # noqa: E402
 from services.sms import build_sms_sender  # noqa: E402
 from tests.stubs.aliyun_sms import AliyunSmsStub  # noqa: E402
 from tests.support.client import Client  # noqa: E402
@@ -170,3 +176,47 @@ async def login(client: Client, sms_stub: AliyunSmsStub, phone: str | None = Non
 @pytest.fixture
 async def user(client: Client, sms_stub: AliyunSmsStub) -> Session:
     return await login(client, sms_stub)
+
+
+@dataclass
+class Person:
+    id: int
+    phone: str
+    token: str
+    city: str
+
+
+def birthday_for_age(age: int, days_after: int = 10) -> dt.date:
+    """A birthday making someone ``age`` today (``days_after`` days past their birthday)."""
+    today = dt.datetime.now(zoneinfo.ZoneInfo("Asia/Shanghai")).date() - dt.timedelta(days=days_after)
+    try:
+        return today.replace(year=today.year - age)
+    except ValueError:
+        return today.replace(year=today.year - age, day=28)
+
+
+@pytest.fixture
+def make_person(schema, settings, redis, app_url):
+    """Create a user with a full profile, straight through the services, and a session token for HTTP."""
+    async def make(*, gender: str | None = "female", age: int | None = 25, city: str | None = "北京",
+                   dating_gender: str | None = "male", min_age: int = 18, max_age: int = 45, level: int = 0,
+                   pref_city: str | None = None, active_minutes_ago: float = 0) -> Person:
+        phone = new_phone()
+        user_id, _ = await find_or_register(phone=phone)
+        await User.update(gender=gender, birthday=birthday_for_age(age) if age else None, location=city,
+                          last_active_at=utcnow() - dt.timedelta(minutes=active_minutes_ago)
+                          ).where(User.id == user_id).aio_execute()
+        await Preferences.update(dating_gender=dating_gender, min_dating_age=min_age, max_dating_age=max_age,
+                                 location=pref_city).where(Preferences.user == user_id).aio_execute()
+        if level:
+            await grant_membership(redis=redis, phone=phone, level=level,
+                                   until=utcnow() + dt.timedelta(days=30))
+        await forget_account(redis=redis, user_id=user_id)
+        pair = await tokens.start_session(redis=redis, settings=settings, user_id=user_id)
+        return Person(user_id, phone, pair.access_token, city or "")
+    return make
+
+
+def unique_city() -> str:
+    """A city no other test uses, so a feed sees only the people its test made."""
+    return "城" + secrets.token_hex(4)

@@ -1,0 +1,164 @@
+"""Matches, who liked me, the hot ranking and the recommendation feed."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.conftest import unique_city
+from tests.handlers.test_swipes import swipe
+from tests.support.client import assert_error
+
+
+async def pages(client, path, token, limit):
+    """Follow next_cursor to the end; returns the pages."""
+    result, cursor = [], None
+    while True:
+        query = f"?limit={limit}" + (f"&cursor={cursor}" if cursor else "")
+        resp = await client.get(path + query, token=token)
+        assert resp.status == 200, resp.body
+        result.append(resp.data["items"])
+        cursor = resp.data["next_cursor"]
+        if cursor is None:
+            return result
+
+
+async def test_matches_newest_first_in_pages(client, make_person):
+    me = await make_person()
+    others = [await make_person(gender="male") for _ in range(5)]
+    for other in others:
+        await swipe(client, other, me)
+        await swipe(client, me, other)
+    got = await pages(client, "/api/v1/matches", me.token, limit=2)
+    assert [len(p) for p in got] == [2, 2, 1]
+    ids = [item["id"] for page in got for item in page]
+    assert ids == [o.id for o in reversed(others)]
+    item = got[0][0]
+    assert set(item) == {"id", "nickname", "gender", "age", "avatar", "location", "matched_at"}
+    their = await client.get("/api/v1/matches", token=others[0].token)
+    assert [i["id"] for i in their.data["items"]] == [me.id]
+
+
+@pytest.mark.parametrize("query", ["?limit=0", "?limit=51", "?limit=abc", "?limit=-1", "?cursor=forged",
+                                   "?cursor=eyJhdCI6IjIwMjAifQ.AAAAAAAAAAAAAAAA"])
+async def test_list_queries_are_validated(client, make_person, query):
+    me = await make_person(level=3)
+    for path in ("/api/v1/matches", "/api/v1/likes/received"):
+        assert_error(await client.get(path + query, token=me.token), 400, "invalid_params")
+
+
+async def test_unmatch_for_both_sides_swipes_stay(client, make_person):
+    a, b = await make_person(city=unique_city()), await make_person(gender="male")
+    await swipe(client, a, b)
+    await swipe(client, b, a)
+    resp = await client.delete(f"/api/v1/matches/{b.id}", token=a.token)
+    assert resp.status == 200 and resp.json == {"code": 0, "data": None}
+    assert (await client.get("/api/v1/matches", token=b.token)).data["items"] == []
+    assert_error(await client.delete(f"/api/v1/matches/{a.id}", token=b.token), 404, "not_found")
+    assert_error(await client.delete("/api/v1/matches/999999999", token=b.token), 404, "not_found")
+    assert_error(await swipe(client, a, b, "dislike"), 409, "conflict")  # the swipe is still there
+
+
+async def test_who_liked_me(client, make_person):
+    me = await make_person(level=2)
+    liker, superliker, disliker = (await make_person(gender="male"), await make_person(gender="male", level=1),
+                                   await make_person(gender="male"))
+    await swipe(client, liker, me)
+    await swipe(client, superliker, me, "superlike")
+    await swipe(client, disliker, me, "dislike")
+    count = await client.get("/api/v1/likes/received/count", token=me.token)
+    assert count.data == {"count": 2}
+    got = await pages(client, "/api/v1/likes/received", me.token, limit=1)
+    items = [i for page in got for i in page]
+    assert [(i["id"], i["action"]) for i in items] == [(superliker.id, "superlike"), (liker.id, "like")]
+    assert "swiped_at" in items[0] and "phone" not in items[0]
+    await swipe(client, me, liker, "dislike")  # answered: no longer waiting
+    assert (await client.get("/api/v1/likes/received/count", token=me.token)).data == {"count": 1}
+
+
+async def test_who_liked_me_needs_permission_but_count_does_not(client, make_person):
+    free = await make_person()
+    body = assert_error(await client.get("/api/v1/likes/received", token=free.token), 403, "permission_denied")
+    assert body["data"] == {"permission": "liked_me"}
+    assert (await client.get("/api/v1/likes/received/count", token=free.token)).status == 200
+
+
+async def test_hot_ranking_weights_and_rewind(client, make_person):
+    star, rising, sinking = (await make_person(gender="male"), await make_person(gender="male"),
+                             await make_person(gender="male"))
+    fans = [await make_person(level=3) for _ in range(3)]
+    for fan in fans:
+        await swipe(client, fan, star, "superlike")
+    await swipe(client, fans[0], rising, "like")
+    await swipe(client, fans[1], sinking, "dislike")
+    resp = await client.get("/api/v1/rankings/hot?limit=10", token=fans[0].token)
+    assert [(e["rank"], e["user"]["id"], e["score"]) for e in resp.data["items"]] == [(1, star.id, 21),
+                                                                                        (2, rising.id, 5)]
+    await client.delete("/api/v1/swipes/last", token=fans[0].token)  # takes rising's +5 back
+    assert [e["user"]["id"] for e in (await client.get("/api/v1/rankings/hot", token=fans[0].token)
+                                      ).data["items"]] == [star.id]
+    assert_error(await client.get("/api/v1/rankings/hot?limit=99", token=fans[0].token), 400, "invalid_params")
+
+
+async def test_feed_filters(client, make_person):
+    city = unique_city()
+    me = await make_person(city=city, dating_gender="male", min_age=25, max_age=30)
+    fits = [await make_person(gender="male", age=age, city=city) for age in (25, 27, 30)]
+    await make_person(gender="male", age=24, city=city)
+    await make_person(gender="male", age=31, city=city)
+    await make_person(gender="female", age=27, city=city)
+    await make_person(gender="male", age=27, city=unique_city())
+    await make_person(gender=None, age=27, city=city)
+    await make_person(gender="male", age=None, city=city)
+    resp = await client.get("/api/v1/recommendations?limit=50", token=me.token)
+    assert resp.status == 200
+    assert sorted(i["id"] for i in resp.data["items"]) == sorted(p.id for p in fits)
+    assert set(resp.data["items"][0]) == {"id", "nickname", "gender", "age", "avatar", "location"}
+
+
+async def test_feed_order_superlikers_then_recently_active(client, make_person):
+    city = unique_city()
+    me = await make_person(city=city, dating_gender="male")
+    stale = await make_person(gender="male", city=city, active_minutes_ago=600)
+    fresh = await make_person(gender="male", city=city, active_minutes_ago=1)
+    middle = await make_person(gender="male", city=city, active_minutes_ago=60)
+    admirer = await make_person(gender="male", city=city, active_minutes_ago=6000, level=1)
+    await swipe(client, admirer, me, "superlike")
+    resp = await client.get("/api/v1/recommendations", token=me.token)
+    assert [i["id"] for i in resp.data["items"]] == [admirer.id, fresh.id, middle.id, stale.id]
+    await swipe(client, me, admirer, "dislike")
+    resp = await client.get("/api/v1/recommendations", token=me.token)
+    assert [i["id"] for i in resp.data["items"]] == [fresh.id, middle.id, stale.id]
+
+
+async def test_feed_never_repeats_a_swiped_user_across_pages(client, make_person):
+    city = unique_city()
+    me = await make_person(city=city, dating_gender="male")
+    everyone = {p.id for p in await asyncio.gather(*[make_person(gender="male", city=city) for _ in range(23)])}
+    seen: set[int] = set()
+    while True:
+        page = (await client.get("/api/v1/recommendations?limit=5", token=me.token)).data["items"]
+        if not page:
+            break
+        ids = [i["id"] for i in page]
+        assert not seen & set(ids), "a swiped user came back"
+        seen |= set(ids)
+        for target_id in ids:
+            resp = await client.post("/api/v1/swipes", {"user_id": target_id, "action": "dislike"}, token=me.token)
+            assert resp.status == 200
+    assert seen == everyone
+
+
+async def test_feed_city_preference_needs_anylocation(client, make_person):
+    home, elsewhere = unique_city(), unique_city()
+    there = await make_person(gender="male", city=elsewhere)
+    local = await make_person(gender="male", city=home)
+    free = await make_person(city=home, pref_city=elsewhere)
+    vip3 = await make_person(city=home, pref_city=elsewhere, level=3)
+    assert [i["id"] for i in (await client.get("/api/v1/recommendations", token=free.token)).data["items"]] == [
+        local.id]
+    assert [i["id"] for i in (await client.get("/api/v1/recommendations", token=vip3.token)).data["items"]] == [
+        there.id]
+    nowhere = await make_person(city=None)
+    assert (await client.get("/api/v1/recommendations", token=nowhere.token)).data["items"] == []
+    assert_error(await client.get("/api/v1/recommendations?limit=0", token=free.token), 400, "invalid_params")
