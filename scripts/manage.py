@@ -1,4 +1,5 @@
-"""Operator commands: ``python scripts/manage.py migrate | grant-vip PHONE LEVEL (--days D | --until TIME)``."""
+"""Operator commands: ``python scripts/manage.py migrate | grant-vip PHONE LEVEL (--days D | --until TIME)
+| create-robots N [--seed S] [--batch B]``."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +7,7 @@ import asyncio
 import datetime as dt
 import os
 import sys
+import time
 import warnings
 import zoneinfo
 
@@ -17,6 +19,7 @@ from models.migrations import migrate  # noqa: E402
 from services import keys  # noqa: E402
 from services.errors import AppError  # noqa: E402
 from services.redis_client import build_redis  # noqa: E402
+from services.robots import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, create_robots, timed_progress  # noqa: E402
 from services.phones import normalize_phone  # noqa: E402
 from services.vip import grant_membership  # noqa: E402
 
@@ -52,6 +55,14 @@ async def run_grant_vip(settings: Settings, args: argparse.Namespace) -> None:
     print(f"user {user.id}: level {user.vip_level} {expiry}")
 
 
+async def run_create_robots(settings: Settings, args: argparse.Namespace) -> None:
+    today = dt.datetime.now(zoneinfo.ZoneInfo(settings.timezone)).date()
+    start = time.monotonic()
+    created = await create_robots(count=args.count, seed=args.seed, batch_size=args.batch, today=today,
+                                  progress=timed_progress(lambda line: print(line, flush=True)))
+    print(f"created {created} robots in {time.monotonic() - start:.1f} s")
+
+
 async def run(settings: Settings, args: argparse.Namespace) -> None:
     keys.configure(settings.redis_prefix)
     init_db(settings)
@@ -60,9 +71,23 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
             await run_migrate(settings)
         elif args.command == "grant-vip":
             await run_grant_vip(settings, args)
+        elif args.command == "create-robots":
+            await run_create_robots(settings, args)
     finally:
         if db.is_connected:
             await db.aio_close()
+
+
+def _positive_int(raw: str, highest: int | None = None) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {raw}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {raw}")
+    if highest is not None and value > highest:
+        raise argparse.ArgumentTypeError(f"must be at most {highest}: {raw}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     when = grant.add_mutually_exclusive_group(required=True)
     when.add_argument("--days", type=int, help="membership length from now")
     when.add_argument("--until", help="end time (ISO 8601; SWIPER_TIMEZONE if no offset; past = expired)")
+    robots = sub.add_parser("create-robots", help="add N random users (phones 154xxxxxxxx) with preferences")
+    robots.add_argument("count", type=_positive_int, metavar="N")
+    robots.add_argument("--seed", type=int, help="make the generated people repeatable")
+    robots.add_argument("--batch", type=lambda raw: _positive_int(raw, MAX_BATCH_SIZE), default=DEFAULT_BATCH_SIZE,
+                        help=f"rows per INSERT statement, 1..{MAX_BATCH_SIZE} (default {DEFAULT_BATCH_SIZE})")
     args = parser.parse_args(argv)
     settings = load_settings_or_exit("manage.py")
     warnings.filterwarnings("ignore", module="aiomysql")

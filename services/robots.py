@@ -19,7 +19,7 @@ import datetime as dt
 import itertools
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import peewee
@@ -32,7 +32,8 @@ ROBOT_PHONE_PREFIX = "154"
 _PHONE_DIGITS = 8  # after the prefix
 _PHONE_MAX = 10 ** _PHONE_DIGITS - 1
 MIN_AGE, MAX_AGE = 18, 45
-DEFAULT_BATCH_SIZE = 2000
+DEFAULT_BATCH_SIZE = 2000  # rows per INSERT; 1,000..10,000 all run at about the same speed (Python-bound)
+MAX_BATCH_SIZE = 10_000  # ~2.5 MB of SQL, well inside the default 16 MB max_allowed_packet
 _ATTEMPTS = 5  # per batch, against unique-key races with concurrent writers and deadlocks
 
 # ~Share of the population (per cent, 2020 census order); a few compound surnames for colour.
@@ -55,13 +56,13 @@ SURNAMES: tuple[tuple[str, float], ...] = (
 GIVEN_NAMES: dict[str, tuple[str, str, str]] = {
     "male": (
         "伟强磊军洋勇杰涛明超辉鹏飞刚平斌浩宇帅亮峰凯龙健鑫毅波",
-        "子浩宇俊博文明志建天泽嘉思一晨家振永国海德鹏立承皓梓昊锦",
-        "轩然杰宇涛辉强磊伟鹏飞勇军洋峰斌航晨阳睿豪凯毅诚彬龙超铭哲",
+        "子浩宇俊博文明志建天泽嘉思一晨家振永国海德鹏立承皓梓昊锦宏云成少新世晓",
+        "轩然杰宇涛辉强磊伟鹏飞勇军洋峰斌航晨阳睿豪凯毅诚彬龙超铭哲林远东平翔鑫",
     ),
     "female": (
         "芳娜敏静丽艳娟霞婷雪琳慧颖洁梅琴倩欣莉蕾璐丹燕萍玲",
-        "思雨欣梓诗佳梦紫静晓雅子可婉若语心美文嘉丽秀一依佩书",
-        "涵萱怡彤琪婷雪琳妍颖瑶馨悦洁蕾菲薇敏娜月晴然璐宁琦曦",
+        "思雨欣梓诗佳梦紫静晓雅子可婉若语心美文嘉丽秀一依佩书海春安映",
+        "涵萱怡彤琪婷雪琳妍颖瑶馨悦洁蕾菲薇敏娜月晴然璐宁琦曦君华玉莹",
     ),
 }
 CITIES: tuple[tuple[str, float], ...] = (
@@ -150,6 +151,16 @@ def _name(rng: random.Random, gender: str) -> str:
     return surname + rng.choice(first) + rng.choice(second)
 
 
+def pick_nickname(rng: random.Random, gender: str, birthday: dt.date, taken: set[str]) -> str:
+    """A name not in ``taken`` (a few fresh draws, then a suffixed one), added to ``taken``."""
+    for _ in range(3):
+        name = _name(rng, gender)
+        if name not in taken:
+            taken.add(name)
+            return name
+    return unique_nickname(rng, name, birthday, taken)
+
+
 def unique_nickname(rng: random.Random, name: str, birthday: dt.date, taken: set[str]) -> str:
     """``name`` if free, else the way people pick a taken nickname: ``李娜98`` (birth year), ``李娜520``, ...
 
@@ -190,7 +201,7 @@ def generate_batch(rng: random.Random, *, first_phone: int, count: int, now: dt.
         last_active = now - dt.timedelta(seconds=30 * 86400 * random_() ** 1.5)
         created = last_active - dt.timedelta(seconds=5 * 60 + 730 * 86400 * random_() ** 2)
         updated = created + (last_active - created) * random_()
-        nickname = unique_nickname(rng, _name(rng, gender), birthday, taken)
+        nickname = pick_nickname(rng, gender, birthday, taken)
         # Men tend to look for younger partners, women for older ones.
         if gender == "male":
             low, high = age - rng.randint(2, 8), age + rng.randint(0, 5)
@@ -214,41 +225,55 @@ async def _next_phone_number() -> int:
 
 
 async def _fix_taken_nicknames(rng: random.Random, robots: list[Robot], taken: set[str]) -> list[Robot]:
-    """Rename the robots whose nickname a stored user already has (a real user, or a robot of an earlier run)."""
-    while True:
-        names = [r.user.nickname for r in robots]
-        stored = {row[0] for row in await User.select(User.nickname).where(User.nickname.in_(names))
-                  .tuples().aio_execute()}
+    """Rename the robots whose nickname a stored user already has (a real user, or a robot of an earlier run).
+
+    The first time a robot's name is found stored it gets a fresh draw; if that is stored too, a suffix (after a
+    big earlier run most fresh draws are taken as well, and each round costs a query).
+    """
+    renamed = robots
+    for round_ in itertools.count():
+        stored = {row[0] for row in await User.select(User.nickname)
+                  .where(User.nickname.in_([r.user.nickname for r in renamed])).tuples().aio_execute()}
         if not stored:
-            return robots
+            break
         taken |= stored
-        robots = [r if r.user.nickname not in stored else
-                  r._replace(user=r.user._replace(
-                      nickname=unique_nickname(rng, _base_name(r.user.nickname), r.user.birthday, taken)))
-                  for r in robots]
+        replacements = {}
+        for r in renamed:
+            if r.user.nickname not in stored:
+                continue
+            if round_ == 0:
+                nickname = pick_nickname(rng, r.user.gender, r.user.birthday, taken)
+            else:
+                base = r.user.nickname.rstrip("0123456789") or r.user.nickname
+                nickname = unique_nickname(rng, base, r.user.birthday, taken)
+            replacements[r.user.phone] = nickname
+        robots = [r._replace(user=r.user._replace(nickname=replacements[r.user.phone]))
+                  if r.user.phone in replacements else r for r in robots]
+        renamed = [r for r in robots if r.user.phone in replacements]
+    return robots
 
 
-def _base_name(nickname: str) -> str:
-    return nickname.rstrip("0123456789")
+async def batch_ids(first_id: int, robots: list[Robot]) -> Sequence[int]:
+    """The ids of the just-inserted ``robots`` (in order), given the ``LAST_INSERT_ID()`` of their INSERT."""
+    n = len(robots)
+    low_phone, high_phone = robots[0].user.phone, robots[-1].user.phone
+    # The phones of a batch are n consecutive numbers, so rows in [first_id, first_id + n) with a phone in
+    # [low, high] can only be this batch's: n of them means the ids are consecutive, in row order.
+    ours = await (User.select(fn.COUNT(SQL("*")))
+                  .where(User.id.between(first_id, first_id + n - 1)
+                         & User.phone.between(low_phone, high_phone)).aio_scalar())
+    if ours == n:
+        return range(first_id, first_id + n)
+    by_phone = dict(await User.select(User.phone, User.id)
+                    .where(User.phone.between(low_phone, high_phone)).tuples().aio_execute())
+    return [by_phone[r.user.phone] for r in robots]
 
 
 async def _insert_batch(robots: list[Robot]) -> None:
     """The users, then their preferences, in one transaction."""
-    n = len(robots)
     async with db.aio_atomic():
         first_id = await User.insert_many([r.user for r in robots], fields=USER_FIELDS).aio_execute()
-        low_phone, high_phone = robots[0].user.phone, robots[-1].user.phone
-        # The phones of a batch are n consecutive numbers, so rows in [first_id, first_id + n) with a phone in
-        # [low, high] can only be this batch's: n of them means the ids are consecutive, in row order.
-        ours = await (User.select(fn.COUNT(SQL("*")))
-                      .where(User.id.between(first_id, first_id + n - 1)
-                             & User.phone.between(low_phone, high_phone)).aio_scalar())
-        if ours == n:
-            ids: Iterable[int] = range(first_id, first_id + n)
-        else:
-            by_phone = dict(await User.select(User.phone, User.id)
-                            .where(User.phone.between(low_phone, high_phone)).tuples().aio_execute())
-            ids = [by_phone[r.user.phone] for r in robots]
+        ids = await batch_ids(first_id, robots)
         await Preferences.insert_many([(user_id, *r.prefs) for user_id, r in zip(ids, robots)],
                                       fields=PREFS_FIELDS).aio_execute()
 
@@ -256,8 +281,7 @@ async def _insert_batch(robots: list[Robot]) -> None:
 def _retryable(exc: peewee.DatabaseError) -> bool:
     if isinstance(exc, peewee.IntegrityError):
         return True  # a phone or nickname taken meanwhile by another writer: pick new ones
-    # peewee re-raises the driver's error as ``(driver_error, code, message)``; the driver's own is ``(code, message)``.
-    code = next((arg for arg in exc.args if isinstance(arg, int)), None)
+    code = exc.args[0] if exc.args else None  # (errno, message), as PyMySQL raised it
     return code in (1205, 1213)  # lock wait timeout, deadlock
 
 
@@ -270,16 +294,17 @@ async def create_robots(*, count: int, seed: int | None = None, batch_size: int 
     stored ones). ``today`` is the date ages are counted from (default: the local date; robots keep a day's
     margin anyway). ``progress(created, count)`` is called after each batch.
     """
-    if count < 0 or batch_size < 1:
-        raise ValueError("count must be >= 0 and batch_size >= 1")
+    if count < 0 or not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise ValueError(f"count must be >= 0 and batch_size 1..{MAX_BATCH_SIZE}")
     rng = random.Random(seed)
     today = today or dt.date.today()
     taken: set[str] = set()
-    created = 0
-    next_phone = await _next_phone_number()
+    created = next_phone = 0
     while created < count:
         n = min(batch_size, count - created)
         for attempt in range(_ATTEMPTS):
+            # Cheap (the index answers it), and keeps a concurrent run from colliding batch after batch.
+            next_phone = max(next_phone, await _next_phone_number())
             now = utcnow()
             robots = generate_batch(rng, first_phone=next_phone, count=n, now=now, today=today, taken=taken)
             robots = await _fix_taken_nicknames(rng, robots, taken)
@@ -289,7 +314,6 @@ async def create_robots(*, count: int, seed: int | None = None, batch_size: int 
             except (peewee.IntegrityError, peewee.OperationalError) as exc:
                 if not _retryable(exc) or attempt == _ATTEMPTS - 1:
                     raise
-                next_phone = await _next_phone_number()
         next_phone += n
         created += n
         if progress is not None:
