@@ -98,9 +98,10 @@ async def record_swipe(*, redis: Redis, settings: Settings, account: Account, ta
                     await quotas.take(redis=redis, name="likes", user_id=me.id, day=day,
                                       limit=settings.daily_like_limit)
                     quota_taken = True
-                other_action = await (Swipe.select(Swipe.action)
-                                      .where((Swipe.user_id == target_id) & (Swipe.target_id == me.id))
-                                      .for_update().aio_scalar())
+                if code > 0:  # a dislike can match nobody, and only a superlike's queue entry needs their swipe
+                    other_action = await (Swipe.select(Swipe.action)
+                                          .where((Swipe.user_id == target_id) & (Swipe.target_id == me.id))
+                                          .for_update().aio_scalar())
                 matched = code > 0 and other_action is not None and other_action > 0
                 if matched:
                     low, high = pair(me.id, target_id)
