@@ -24,7 +24,7 @@ from conf import Settings, load_settings_or_exit
 from handlers import auth, metrics, profile, service, social, vip
 from handlers.base import InFlight, NotFoundHandler, access_log
 from models import db, init_db
-from services import jobs, keys
+from services import jobs, keys, ratelimit
 from services.redis_client import build_redis
 from services.sms import SmsSender, build_sms_sender
 
@@ -44,6 +44,7 @@ def make_app(settings: Settings, *, redis: Redis, sms: SmsSender, in_flight: InF
     return web.Application(
         ROUTES, default_handler_class=NotFoundHandler, log_function=log_request, compress_response=False,
         swiper_settings=settings, redis=redis, sms=sms, in_flight=in_flight or InFlight(),
+        rate_fallback=ratelimit.LocalWindows(),
     )
 
 

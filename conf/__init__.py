@@ -73,6 +73,11 @@ class Settings:
     storage_backend: str = "local"
 
     rate_limit_enabled: bool = True
+    rate_limit_window: int = 60
+    rate_limit_anonymous: int = 60
+    rate_limit_user: int = 120
+    rate_limit_vip: int = 300
+    rate_limit_verify: int = 10
     timezone: str = "Asia/Shanghai"
     daily_like_limit: int = 100
     rewind_window: int = 300

@@ -30,6 +30,7 @@ class SmsCodesHandler(BaseHandler):
 
 class SessionsHandler(BaseHandler):
     auth_required = False
+    rate_limit_scope = "verify"  # code guessing: 10 a minute per IP, failing closed without Redis
 
     async def post(self) -> None:
         """Log in with phone + code, registering the phone on first login."""

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from tornado import httputil, web
 
 from conf import Settings
-from services import jsoncodec, tokens, vip
+from services import jsoncodec, ratelimit, tokens, vip
 from services.accounts import Account, load_account
 from services.errors import (AppError, InternalError, InvalidParamsError, MethodNotAllowedError,
                              NotAuthenticatedError, NotFoundError, PayloadTooLargeError, as_unavailable)
@@ -37,6 +37,8 @@ class BaseHandler(web.RequestHandler):
     """Bodies are streamed so an oversized one is refused without holding it in memory."""
 
     auth_required = True
+    rate_limited = True  # the general per-IP / per-user request limits
+    rate_limit_scope: str | None = None  # an extra, tighter per-IP scope (e.g. "verify")
     max_body_size: int | None = None  # None: settings.max_json_body
 
     def initialize(self) -> None:
@@ -46,6 +48,7 @@ class BaseHandler(web.RequestHandler):
         self.user_id: int | None = None
         self.claims: tokens.AccessClaims | None = None
         self._account: Account | None = None
+        self._rate_headers: dict[str, str] = {}
         self._body_chunks: list[bytes] = []
         self._body_size = 0
         self._body_too_large = False
@@ -66,6 +69,10 @@ class BaseHandler(web.RequestHandler):
     @property
     def sms(self) -> SmsSender:
         return self.application.settings["sms"]
+
+    @property
+    def rate_fallback(self) -> ratelimit.LocalWindows:
+        return self.application.settings["rate_fallback"]
 
     @property
     def in_flight(self) -> InFlight:
@@ -91,6 +98,29 @@ class BaseHandler(web.RequestHandler):
             raise PayloadTooLargeError(f"The request body is over {limit} bytes.")
         if self.auth_required:
             await self.authenticate()
+        if self.rate_limited and self.settings_obj.rate_limit_enabled:
+            await self.apply_rate_limits()
+
+    async def apply_rate_limits(self) -> None:
+        """Per user (more for VIPs) when signed in, else per client IP; plus this route's tighter scope."""
+        settings = self.settings_obj
+        common = {"redis": self.redis, "fallback": self.rate_fallback, "window": settings.rate_limit_window}
+        if self.user_id is not None:
+            account = await self.current_account()
+            is_vip = vip.effective_level(account.user) > 0
+            verdict = await ratelimit.check(**common, scope="user", identity=str(self.user_id),
+                                            limit=settings.rate_limit_vip if is_vip else settings.rate_limit_user)
+        else:
+            verdict = await ratelimit.check(**common, scope="ip", identity=self.client_ip,
+                                            limit=settings.rate_limit_anonymous)
+        if self.rate_limit_scope is not None:
+            scoped = await ratelimit.check(**common, scope=self.rate_limit_scope, identity=self.client_ip,
+                                           limit=getattr(settings, f"rate_limit_{self.rate_limit_scope}"),
+                                           fail_closed=True)
+            verdict = min(verdict, scoped, key=lambda v: v.remaining)
+        self._rate_headers = verdict.headers()
+        for name, value in self._rate_headers.items():
+            self.set_header(name, value)
 
     def data_received(self, chunk: bytes) -> None:
         self._body_size += len(chunk)
@@ -192,7 +222,7 @@ class BaseHandler(web.RequestHandler):
         self.clear()
         self.set_status(error.status)
         self.set_header("X-Request-ID", self.request_id)
-        for name, value in error.headers.items():
+        for name, value in {**self._rate_headers, **error.headers}.items():
             self.set_header(name, value)
         if isinstance(error, MethodNotAllowedError):
             self.set_header("Allow", ", ".join(self.implemented_methods()))

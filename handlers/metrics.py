@@ -28,6 +28,7 @@ def observe(handler: web.RequestHandler) -> None:
 
 class MetricsHandler(BaseHandler):
     auth_required = False
+    rate_limited = False
 
     async def get(self) -> None:
         """Prometheus text format; nginx does not expose it publicly."""

@@ -10,6 +10,7 @@ from services.health import check_dependencies
 
 class HealthHandler(BaseHandler):
     auth_required = False
+    rate_limited = False
 
     async def get(self) -> None:
         """200 while the process serves, whatever its dependencies do."""
@@ -18,6 +19,7 @@ class HealthHandler(BaseHandler):
 
 class ReadyHandler(BaseHandler):
     auth_required = False
+    rate_limited = False
 
     async def get(self) -> None:
         """200 only when MySQL and Redis both answer."""
@@ -31,6 +33,7 @@ class ReadyHandler(BaseHandler):
 
 class OpenApiHandler(BaseHandler):
     auth_required = False
+    rate_limited = False
 
     async def get(self) -> None:
         """The bare OpenAPI 3 document (no envelope)."""

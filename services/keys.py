@@ -18,6 +18,7 @@
 | hot                         | zset   | none; all-time hot score per user            |
 | active:<id>                 | string | 5 min; throttles last_active_at writes       |
 | job:<name>:<period>         | string | 2 periods; the one process that runs a periodic job |
+| rl:<scope>:<identity>       | int    | settings.rate_limit_window from the identity's first request |
 """
 from __future__ import annotations
 
@@ -87,3 +88,7 @@ def active(user_id: int) -> str:
 
 def job_run(name: str, period: int) -> str:
     return f"{_prefix}job:{name}:{period}"
+
+
+def rate_limit(scope: str, identity: str) -> str:
+    return f"{_prefix}rl:{scope}:{identity}"

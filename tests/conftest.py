@@ -83,7 +83,8 @@ def settings(database_url: str, sms_stub: AliyunSmsStub) -> Settings:
         {}, env="test", mysql_url=database_url, redis_url=TEST_REDIS, redis_prefix=f"swiper_test_{RUN_ID}:",
         jwt_secret=JWT_SECRET, sms_backend="aliyun", aliyun_access_key_id=ACCESS_KEY_ID,
         aliyun_access_key_secret=ACCESS_KEY_SECRET, aliyun_sms_endpoint=sms_stub.endpoint,
-        aliyun_sms_protocol="http", sms_timeout=1.0, mysql_connect_timeout=1.0, redis_timeout=1.0)
+        aliyun_sms_protocol="http", sms_timeout=1.0, mysql_connect_timeout=1.0, redis_timeout=1.0,
+        rate_limit_enabled=False)  # tests/handlers/test_ratelimit.py runs its own app with the limits on
 
 
 def server_env(settings: Settings, **overrides: str) -> dict[str, str]:
@@ -91,7 +92,7 @@ def server_env(settings: Settings, **overrides: str) -> dict[str, str]:
     env = {f"SWIPER_{name.upper()}": str(getattr(settings, name)) for name in (
         "env", "mysql_url", "redis_url", "redis_prefix", "jwt_secret", "sms_backend", "aliyun_access_key_id",
         "aliyun_access_key_secret", "aliyun_sms_endpoint", "aliyun_sms_protocol", "sms_timeout",
-        "mysql_connect_timeout", "redis_timeout")}
+        "mysql_connect_timeout", "redis_timeout", "rate_limit_enabled")}
     env.update({f"SWIPER_{k.upper()}": v for k, v in overrides.items()})
     return env
 

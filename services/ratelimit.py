@@ -1,0 +1,76 @@
+"""Request-rate limits: per client IP for anonymous requests, per user (more for VIPs) once authenticated, and a
+tight per-IP scope for code verification.
+
+Each identity gets a window that opens at its first request and lasts ``SWIPER_RATE_LIMIT_WINDOW`` seconds; one
+Lua script counts and reads the window's time left, so concurrent requests can never let more than the limit
+through. If Redis is down, general limits fail open to a per-process window (a degraded, per-process budget),
+while scopes guarding secrets (code verification) fail closed with 503.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from services import keys
+from services.errors import RateLimitedError, UnavailableError
+
+_HIT = """
+local used = redis.call('INCR', KEYS[1])
+if used == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+return {used, ttl}
+"""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    limit: int
+    remaining: int
+    reset: int  # seconds until the window ends
+    allowed: bool
+
+    def headers(self) -> dict[str, str]:
+        return {"RateLimit-Limit": str(self.limit), "RateLimit-Remaining": str(self.remaining),
+                "RateLimit-Reset": str(self.reset)}
+
+
+class LocalWindows:
+    """The per-process fallback used while Redis is unreachable."""
+
+    def __init__(self) -> None:
+        self._windows: dict[str, tuple[float, int]] = {}
+
+    def hit(self, key: str, window: float) -> tuple[int, float]:
+        now = time.monotonic()
+        if len(self._windows) > 10_000:
+            self._windows = {k: v for k, v in self._windows.items() if v[0] > now}
+        ends, used = self._windows.get(key, (0.0, 0))
+        if ends <= now:
+            ends, used = now + window, 0
+        self._windows[key] = (ends, used + 1)
+        return used + 1, ends - now
+
+
+async def check(*, redis: Redis, fallback: LocalWindows, scope: str, identity: str, limit: int, window: int,
+                fail_closed: bool = False) -> Verdict:
+    """Count this request against ``scope``/``identity``; raises 429 over the limit (and 503 when failing closed)."""
+    key = keys.rate_limit(scope, identity)
+    try:
+        used, ttl_ms = await redis.eval(_HIT, 1, key, window * 1000)
+        seconds_left = int(ttl_ms) / 1000
+    except (RedisConnectionError, RedisTimeoutError):
+        if fail_closed:
+            raise UnavailableError(data={"dependency": "redis"}) from None
+        used, seconds_left = fallback.hit(key, window)
+    reset = max(1, int(-(-seconds_left // 1)))
+    verdict = Verdict(limit=limit, remaining=max(0, limit - int(used)), reset=reset, allowed=int(used) <= limit)
+    if not verdict.allowed:
+        error = RateLimitedError(reset, "Too many requests; slow down.", data={"scope": scope})
+        error.headers.update(verdict.headers())
+        raise error
+    return verdict
