@@ -34,6 +34,7 @@ from models.base import utcnow  # noqa: E402
 from services import keys, tokens  # noqa: E402
 from services.accounts import find_or_register, forget_account  # noqa: E402
 from services.vip import grant_membership  # noqa: E402
+from services.redis_client import build_redis  # noqa: E402
 from services.sms import build_sms_sender  # noqa: E402
 from tests.stubs.aliyun_sms import AliyunSmsStub  # noqa: E402
 from tests.support.client import Client  # noqa: E402
@@ -132,7 +133,7 @@ async def _clean_redis(request: pytest.FixtureRequest):
 @pytest.fixture(scope="session")
 async def app_url(settings: Settings, schema: None, redis: Redis) -> str:
     sms = build_sms_sender(settings)
-    app_redis = Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=2)
+    app_redis = build_redis(settings)
     app = make_app(settings, redis=app_redis, sms=sms, in_flight=InFlight())
     sockets = bind_sockets(0, "127.0.0.1")
     server = HTTPServer(app, max_body_size=MAX_UPLOAD_BODY)

@@ -33,8 +33,9 @@ async def eventually_ok(call, timeout: float = 10.0):
 
 
 @pytest.fixture
-async def proxied_server(settings, schema, sms_stub):
+async def proxied_server(settings, schema, sms_stub, request):
     """A server whose MySQL and Redis connections go through proxies the test can cut."""
+    extra_env = getattr(request, "param", {})
     mysql = parse_mysql_url(settings.mysql_url)
     mysql_proxy, redis_proxy = TcpProxy(mysql.host, mysql.port), TcpProxy("127.0.0.1", 6379)
     await mysql_proxy.start()
@@ -42,7 +43,7 @@ async def proxied_server(settings, schema, sms_stub):
     redis_db = settings.redis_url.rsplit("/", 1)[1]
     mysql_url = f"mysql://{mysql.user}:{mysql.password}@127.0.0.1:{mysql_proxy.port}/{mysql.database}"
     server = ServerProcess(server_env(settings, mysql_url=mysql_url,
-                                      redis_url=f"redis://127.0.0.1:{redis_proxy.port}/{redis_db}"))
+                                      redis_url=f"redis://127.0.0.1:{redis_proxy.port}/{redis_db}", **extra_env))
     await server.start()
     yield server, mysql_proxy, redis_proxy
     assert server.stop() == 0, server.output()[-3000:]
@@ -133,3 +134,22 @@ async def test_sigterm_drains_in_flight_requests(settings, schema, sms_stub):
     assert server.stop() == 0
     with pytest.raises(ConnectionError):
         await client.get("/healthz", timeout=2)
+
+
+@pytest.mark.parametrize("proxied_server", [{"rate_limit_enabled": "true", "rate_limit_anonymous": "3"}],
+                         indirect=True)
+async def test_without_redis_limits_fail_open_but_secrets_fail_closed(proxied_server, sms_stub):
+    server, _mysql, redis_proxy = proxied_server
+    client = Client(server.base_url)
+    session = await login_via(client, sms_stub)  # two anonymous requests of the three allowed
+    await redis_proxy.cut()
+    levels = [await client.get("/api/v1/vip/levels", headers={"X-Real-IP": "10.9.9.9"}) for _ in range(4)]
+    assert [r.status for r in levels] == [200, 200, 200, 429]  # the per-process fallback still limits
+    assert levels[0].headers["RateLimit-Limit"] == "3"
+    assert_error(await client.post("/api/v1/sms-codes", {"phone": new_phone()},
+                                   headers={"X-Real-IP": "10.9.9.8"}), 503, "unavailable")
+    assert_error(await client.post("/api/v1/sessions", {"phone": new_phone(), "code": "123456"},
+                                   headers={"X-Real-IP": "10.9.9.7"}), 503, "unavailable")
+    assert_error(await client.get("/api/v1/profile", token=session["access_token"]), 503, "unavailable")
+    await redis_proxy.restore()
+    assert (await eventually_ok(lambda: client.get("/api/v1/profile", token=session["access_token"]))).status == 200

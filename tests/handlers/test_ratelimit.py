@@ -1,0 +1,96 @@
+"""Request-rate limits: exact under concurrency, per IP / user / VIP, the code-verification scope, headers."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+from handlers.base import InFlight
+from server import make_app
+from services.redis_client import build_redis
+from services.sms import build_sms_sender
+from tests.conftest import login
+from tests.support.client import Client, assert_error
+
+LIMITS = {"rate_limit_enabled": True, "rate_limit_anonymous": 100, "rate_limit_user": 5, "rate_limit_vip": 8,
+          "rate_limit_verify": 3, "rate_limit_window": 60}
+HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
+
+
+@pytest.fixture(scope="module")
+async def limited(settings, schema):
+    """A second app on the same database and Redis, with the request limits switched on and small."""
+    limited_settings = dataclasses.replace(settings, **LIMITS)
+    redis = build_redis(limited_settings)
+    sms = build_sms_sender(limited_settings)
+    app = make_app(limited_settings, redis=redis, sms=sms, in_flight=InFlight())
+    sockets = bind_sockets(0, "127.0.0.1")
+    server = HTTPServer(app)
+    server.add_sockets(sockets)
+    yield Client(f"http://127.0.0.1:{sockets[0].getsockname()[1]}")
+    server.stop()
+    await server.close_all_connections()
+    await redis.aclose()
+    await sms.aclose()
+
+
+def ip(n: int) -> dict[str, str]:
+    return {"X-Real-IP": f"10.200.{n // 250}.{n % 250 + 1}"}
+
+
+async def test_two_hundred_parallel_against_one_hundred(limited, redis):
+    results = await asyncio.gather(*[limited.get("/api/v1/vip/levels", headers=ip(1)) for _ in range(200)])
+    assert sorted(r.status for r in results).count(200) == 100
+    assert sorted(r.status for r in results).count(429) == 100
+    for resp in results:
+        assert all(name in resp.headers for name in HEADERS)
+    refused = next(r for r in results if r.status == 429)
+    body = assert_error(refused, 429, "rate_limited")
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60 and refused.headers["RateLimit-Remaining"] == "0"
+    assert body["data"]["scope"] == "ip"
+    remaining = sorted(int(r.headers["RateLimit-Remaining"]) for r in results if r.status == 200)
+    assert remaining == list(range(100))
+    assert (await limited.get("/api/v1/vip/levels", headers=ip(2))).status == 200  # another client IP
+
+
+async def test_signed_in_users_count_per_user_and_vips_get_more(limited, make_person):
+    free, vip = await make_person(), await make_person(level=1)
+    same_ip = ip(3)
+    statuses = [(await limited.get("/api/v1/profile", token=free.token, headers=same_ip)).status for _ in range(6)]
+    assert statuses == [200] * 5 + [429]
+    vip_statuses = [(await limited.get("/api/v1/vip", token=vip.token, headers=same_ip)).status for _ in range(9)]
+    assert vip_statuses == [200] * 8 + [429]
+    limit_header = (await limited.get("/api/v1/vip", token=(await make_person(level=2)).token)).headers
+    assert limit_header["RateLimit-Limit"] == "8"
+
+
+async def test_code_verification_scope_per_ip(limited):
+    for n in range(3):
+        resp = await limited.post("/api/v1/sessions", {"phone": f"1390000{n:04d}", "code": "000000"},
+                                  headers=ip(4))
+        assert_error(resp, 400, "vcode_invalid")
+        assert resp.headers["RateLimit-Limit"] == "3"
+    blocked = await limited.post("/api/v1/sessions", {"phone": "13900009999", "code": "000000"}, headers=ip(4))
+    assert assert_error(blocked, 429, "rate_limited")["data"]["scope"] == "verify"
+    assert blocked.headers["Retry-After"]
+    other_ip = await limited.post("/api/v1/sessions", {"phone": "13900009999", "code": "000000"}, headers=ip(5))
+    assert_error(other_ip, 400, "vcode_invalid")
+
+
+async def test_errors_carry_the_headers_and_service_endpoints_are_not_limited(limited, make_person):
+    me = await make_person()
+    missing = await limited.get("/api/v1/users/999999999", token=me.token, headers=ip(6))
+    assert_error(missing, 404, "not_found")
+    assert all(name in missing.headers for name in HEADERS)
+    health = await limited.get("/healthz")
+    assert health.status == 200 and "RateLimit-Limit" not in health.headers
+
+
+async def test_disabled_limits_leave_sms_limits_on(client, sms_stub):
+    session = await login(client, sms_stub)
+    assert "RateLimit-Limit" not in (await client.get("/api/v1/profile", token=session.access_token)).headers
+    again = await client.post("/api/v1/sms-codes", {"phone": session.phone})
+    assert assert_error(again, 429, "rate_limited")["data"]["limit"] == "cooldown"
