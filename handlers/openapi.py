@@ -8,6 +8,8 @@ from typing import Any
 
 from tornado import web
 
+from services.phones import ACCEPTED_PATTERN, MAX_INPUT_LENGTH
+
 STR, INT, BOOL, NUM = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}, {"type": "number"}
 
 
@@ -29,7 +31,10 @@ def ref(name: str) -> dict:
 
 
 GENDER = {"type": "string", "enum": ["male", "female"]}
-SHORT_TEXT = {"type": "string", "minLength": 1, "maxLength": 32}
+# 1..32 characters with no surrounding whitespace and no control characters (what the server keeps after trimming)
+SHORT_TEXT = {"type": "string", "minLength": 1, "maxLength": 32,
+              "pattern": r"^[^\x00-\x1f\x7f\s](?:[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s])?$"}
+MAX_ID = 2**63 - 1
 PREFERENCE_PROPS = {
     "dating_gender": nullable(GENDER), "location": nullable(SHORT_TEXT),
     "min_distance": {"type": "integer", "minimum": 0, "maximum": 1000},
@@ -72,7 +77,8 @@ def page_of(item: dict, cursor: bool = True) -> dict:
     if cursor:
         return obj(["items", "next_cursor"], items={"type": "array", "items": item}, next_cursor=nullable(STR))
     return obj(["items"], items={"type": "array", "items": item})
-PHONE = {"type": "string", "minLength": 1, "maxLength": 32}
+PHONE = {"type": "string", "minLength": 11, "maxLength": MAX_INPUT_LENGTH, "pattern": ACCEPTED_PATTERN,
+         "description": "a mainland mobile; +86/0086, surrounding spaces and spaces or dashes between digits are accepted"}
 PROFILE_PATCH = obj(None, nickname=SHORT_TEXT, gender=GENDER, birthday={"type": "string", "format": "date"},
                     location=SHORT_TEXT, preferences=obj(None, **{k: v for k, v in PREFERENCE_PROPS.items()
                                                                   if k not in ("dating_gender", "location")},
@@ -107,7 +113,8 @@ def op(summary: str, data: dict | None, *, errors: tuple[int, ...], body: dict |
     return operation
 
 
-USER_ID = [{"name": "user_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}]
+USER_ID = [{"name": "user_id", "in": "path", "required": True,
+            "schema": {"type": "integer", "minimum": 1, "maximum": 10**18 - 1}}]
 
 
 def limit_param(default: int) -> dict:
@@ -117,7 +124,7 @@ def limit_param(default: int) -> dict:
 
 CURSOR = {"name": "cursor", "in": "query", "required": False, "schema": STR,
           "description": "next_cursor of the previous page"}
-SWIPE = obj(["user_id", "action"], user_id={"type": "integer", "minimum": 1},
+SWIPE = obj(["user_id", "action"], user_id={"type": "integer", "minimum": 1, "maximum": MAX_ID},
             action={"type": "string", "enum": ["like", "dislike", "superlike"]})
 OPERATIONS: dict[str, dict[str, dict]] = {
     "/api/v1/sms-codes": {"post": op("Send a login code", obj(["resend_after", "expires_in"], resend_after=INT,

@@ -29,7 +29,7 @@ class SwipesHandler(BaseHandler):
         target_id, action = body["user_id"], body["action"]
         if isinstance(target_id, bool) or not isinstance(target_id, int) or not 1 <= target_id < 2**63:
             problems["user_id"] = "must be a positive integer"
-        if action not in ACTIONS:
+        if not isinstance(action, str) or action not in ACTIONS:
             problems["action"] = "must be like, dislike or superlike"
         if problems:
             raise InvalidParamsError.for_fields(problems)
