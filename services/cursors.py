@@ -24,13 +24,19 @@ def encode_cursor(settings: Settings, position: dict[str, Any]) -> str:
 def decode_cursor(settings: Settings, cursor: str) -> dict[str, Any]:
     invalid = InvalidParamsError.for_fields({"cursor": "not a cursor this server issued"})
     body, _, signature = cursor.partition(".")
+    if not body.isascii():
+        raise invalid
     try:
         payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     except (ValueError, TypeError):
         raise invalid from None
-    if not signature or not hmac.compare_digest(signature, _sign(settings, payload)):
+    # compare bytes: compare_digest refuses str with non-ASCII characters, and a client may send anything
+    if not signature or not hmac.compare_digest(signature.encode(), _sign(settings, payload).encode()):
         raise invalid
-    position = jsoncodec.loads(payload)
+    try:
+        position = jsoncodec.loads(payload)
+    except ValueError:
+        raise invalid from None
     if not isinstance(position, dict):
         raise invalid
     return position

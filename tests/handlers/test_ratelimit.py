@@ -15,7 +15,7 @@ from services.sms import build_sms_sender
 from tests.conftest import login
 from tests.support.client import Client, assert_error
 
-LIMITS = {"rate_limit_enabled": True, "rate_limit_anonymous": 100, "rate_limit_user": 5, "rate_limit_vip": 8,
+LIMITS = {"redis_pool_size": 250, "redis_timeout": 5.0, "rate_limit_enabled": True, "rate_limit_anonymous": 100, "rate_limit_user": 5, "rate_limit_vip": 8,
           "rate_limit_verify": 3, "rate_limit_window": 60}
 HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 

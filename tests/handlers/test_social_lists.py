@@ -40,7 +40,8 @@ async def test_matches_newest_first_in_pages(client, make_person):
 
 
 @pytest.mark.parametrize("query", ["?limit=0", "?limit=51", "?limit=abc", "?limit=-1", "?cursor=forged",
-                                   "?cursor=eyJhdCI6IjIwMjAifQ.AAAAAAAAAAAAAAAA"])
+                                   "?cursor=eyJhdCI6IjIwMjAifQ.AAAAAAAAAAAAAAAA", "?cursor=.%C3%A6%C2%8EQ",
+                                   "?cursor=%C3%A6.%C3%A6", "?cursor=..."])
 async def test_list_queries_are_validated(client, make_person, query):
     me = await make_person(level=3)
     for path in ("/api/v1/matches", "/api/v1/likes/received"):

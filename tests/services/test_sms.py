@@ -213,6 +213,11 @@ async def test_https_sends_without_stalling_the_loop(tmp_path: Path, caplog: pyt
     sender = AliyunSmsSender(make_settings(https_stub.endpoint, aliyun_sms_protocol="https",
                                            aliyun_sms_ca_file=str(cert_path)))
     loop = asyncio.get_running_loop()
+    was_debug, was_threshold = loop.get_debug(), loop.slow_callback_duration
+    # One warm-up send: first use of the shared session, and asyncio debug mode's own first-time costs
+    # (it reads source files for its tracebacks), are not what this test is about: the per-call SSL context is.
+    await sender.send_code(PHONE, "100000")
+    caplog.clear()
     caplog.set_level(logging.WARNING, logger="asyncio")
     loop.slow_callback_duration = 0.010
     loop.set_debug(True)
@@ -220,12 +225,13 @@ async def test_https_sends_without_stalling_the_loop(tmp_path: Path, caplog: pyt
         for code in ("100001", "100002", "100003", "100004", "100005"):
             await sender.send_code(PHONE, code)
     finally:
-        loop.set_debug(False)
+        loop.set_debug(was_debug)
+        loop.slow_callback_duration = was_threshold
         await sender.aclose()
         await https_stub.stop()
     stalls = [r.getMessage() for r in caplog.records if r.name == "asyncio" and "took" in r.getMessage()]
     assert stalls == []
-    assert https_stub.codes_for(PHONE) == ["100001", "100002", "100003", "100004", "100005"]
+    assert https_stub.codes_for(PHONE) == ["100000", "100001", "100002", "100003", "100004", "100005"]
 
 
 @pytest.mark.asyncio

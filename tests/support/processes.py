@@ -12,6 +12,8 @@ from pathlib import Path
 
 from tornado.httpclient import AsyncHTTPClient
 
+from tests.support.slow_callbacks import from_app
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -62,11 +64,15 @@ class ServerProcess:
         return Path(self.log.name).read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Stop the process; a slow loop step it logged (asyncio debug, see SWIPER_SLOW_CALLBACK_MS) fails the test."""
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
-            return self.proc.wait(timeout=20)
+            code = self.proc.wait(timeout=20)
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
+        slow = from_app(self.output())
+        assert not slow, "slow callbacks in server.py:\n" + "\n".join(slow)
+        return code
