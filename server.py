@@ -1,7 +1,7 @@
 """Swiper's server process: ``python server.py --port N``.
 
 One pure-coroutine Tornado process on the asyncio loop. It builds the settings, the MySQL pool, the Redis
-client and the SMS client once, and on SIGTERM/SIGINT stops accepting, lets in-flight requests finish (up to
+client, the SMS client and the avatar storage once, and on SIGTERM/SIGINT stops accepting, lets in-flight requests finish (up to
 ``SWIPER_DRAIN_TIMEOUT``), closes idle keep-alive connections and the pools, and exits 0.
 """
 from __future__ import annotations
@@ -10,26 +10,31 @@ import argparse
 import asyncio
 import logging
 import signal
+import socket
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 
 from redis.asyncio import Redis
 from tornado import web
 from tornado.ioloop import PeriodicCallback
 from tornado.httpserver import HTTPServer
+from tornado.iostream import IOStream
 from tornado.netutil import bind_sockets
 
 from conf import Settings, load_settings_or_exit
-from handlers import auth, metrics, profile, service, social, vip
+from handlers import auth, avatar, metrics, profile, service, social, vip
 from handlers.base import InFlight, NotFoundHandler, access_log
 from models import db, init_db
 from services import jobs, keys, ratelimit
 from services.redis_client import build_redis
 from services.sms import SmsSender, build_sms_sender
+from services.storage import Storage, build_storage
 
 log = logging.getLogger("swiper.server")
-ROUTES = [*auth.routes, *profile.routes, *vip.routes, *social.routes, *service.routes, *metrics.routes]
+ROUTES = [*auth.routes, *profile.routes, *avatar.routes, *vip.routes, *social.routes, *service.routes,
+          *metrics.routes]
 metrics.name_routes(ROUTES)
 MAX_UPLOAD_BODY = 8 * 1024 * 1024
 
@@ -40,10 +45,14 @@ def log_request(handler: web.RequestHandler) -> None:
     metrics.observe(handler)
 
 
-def make_app(settings: Settings, *, redis: Redis, sms: SmsSender, in_flight: InFlight | None = None) -> web.Application:
+def make_app(settings: Settings, *, redis: Redis, sms: SmsSender, in_flight: InFlight | None = None,
+             storage: Storage | None = None) -> web.Application:
+    media = avatar.media_routes(settings)   # local storage: Tornado serves the files when run without nginx
+    metrics.name_routes([(pattern, handler) for pattern, handler, _ in media])
     return web.Application(
-        ROUTES, default_handler_class=NotFoundHandler, log_function=log_request, compress_response=False,
-        swiper_settings=settings, redis=redis, sms=sms, in_flight=in_flight or InFlight(),
+        [*ROUTES, *media], default_handler_class=NotFoundHandler, log_function=log_request,
+        compress_response=False, swiper_settings=settings, redis=redis, sms=sms, in_flight=in_flight or InFlight(),
+        storage=storage or build_storage(settings),
         rate_fallback=ratelimit.LocalWindows(),
     )
 
@@ -66,14 +75,20 @@ def configure_logging(settings: Settings) -> None:
 
 
 async def serve(settings: Settings, port: int) -> None:
+    if settings.slow_callback_ms > 0:  # for finding blocking calls: every slow loop step is logged
+        loop = asyncio.get_running_loop()
+        loop.set_debug(True)
+        loop.slow_callback_duration = settings.slow_callback_ms / 1000
     keys.configure(settings.redis_prefix)
     init_db(settings)
     redis = build_redis(settings)
     sms = build_sms_sender(settings)
+    storage = build_storage(settings)
     in_flight = InFlight()
-    app = make_app(settings, redis=redis, sms=sms, in_flight=in_flight)
+    app = make_app(settings, redis=redis, sms=sms, in_flight=in_flight, storage=storage)
     server = HTTPServer(app, max_body_size=MAX_UPLOAD_BODY, idle_connection_timeout=75)
-    server.add_sockets(bind_sockets(port, settings.host, reuse_port=True))
+    sockets = bind_sockets(port, settings.host, reuse_port=True)
+    server.add_sockets(sockets)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -82,8 +97,9 @@ async def serve(settings: Settings, port: int) -> None:
     log.info("listening on %s:%d (env=%s, sms=%s)", settings.host, port, settings.env, settings.sms_backend)
     await stopping.wait()
     periodic.stop()
-    await drain(server, in_flight, settings.drain_timeout)
+    await drain(server, in_flight, settings.drain_timeout, sockets)
     await sms.aclose()
+    await storage.aclose()
     await redis.aclose()
     if db.is_connected:
         await db.aio_close()
@@ -104,16 +120,46 @@ def start_periodic_jobs(settings: Settings, redis: Redis) -> PeriodicCallback:
     return callback
 
 
-async def drain(server: HTTPServer, in_flight: InFlight, timeout: float) -> None:
-    """Stop accepting, wait for in-flight requests, then close what is left (idle keep-alive connections)."""
-    server.stop()
+async def drain(server: HTTPServer, in_flight: InFlight, timeout: float,
+                sockets: Sequence[socket.socket] = ()) -> None:
+    """Stop accepting, finish in-flight requests, let the clients close their keep-alive connections, then close
+    whatever is still open at the deadline.
+
+    Whatever this side closes while nginx may be sending on it costs a request: nginx never replays a POST it has
+    sent, so the client gets a 502. The ops harness (tests/ops, OPERATIONS.md) saw two ways of that:
+    - an idle keep-alive connection closed here as nginx sent on it ("upstream prematurely closed connection"):
+      so this side does not close them; every answer while draining says ``Connection: close`` (nginx drops
+      that connection after reading it), and nginx closes its idle ones itself after its upstream
+      ``keepalive_timeout`` (3 s in nginx.conf, well below the drain timeout);
+    - a connection the kernel had already accepted into the listening socket's queue, reset when the listening
+      socket closed ("Connection reset by peer"): so what is queued is accepted and served before it closes.
+    """
     in_flight.draining = True
+    for sock in sockets:
+        _accept_queued(server, sock)
+    server.stop()  # synchronously after the last accept: nothing can queue in between
     deadline = time.monotonic() + timeout
-    while in_flight.count > 0 and time.monotonic() < deadline:
+    connections = getattr(server, "_connections", ())  # HTTPServer's open connections; it has no public count
+    while (in_flight.count > 0 or connections) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     if in_flight.count:
         log.warning("drain timeout: %d requests still in flight", in_flight.count)
+    elif connections:
+        log.info("drain timeout: closing %d idle keep-alive connections", len(connections))
     await server.close_all_connections()
+
+
+def _accept_queued(server: HTTPServer, sock: socket.socket) -> None:
+    """Hand every connection waiting in ``sock``'s accept queue to ``server``, as its own accept handler does."""
+    while True:
+        try:
+            connection, address = sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return
+        stream = IOStream(connection, max_buffer_size=server.max_buffer_size, read_chunk_size=server.read_chunk_size)
+        server.handle_stream(stream, address)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,10 +12,12 @@ import sys
 import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 DEFAULT_JWT_SECRET = "dev-only-secret-change-me-please-0123456789"
+DEFAULT_MEDIA_DIR = str(Path(__file__).resolve().parents[1] / "var" / "media")
 
 
 class SettingsError(ValueError):
@@ -40,6 +42,7 @@ class Settings:
     mysql_url: str = "mysql://swiper:swiper@127.0.0.1:3306/swiper"
     mysql_pool_size: int = 20
     mysql_connect_timeout: float = 2.0
+    mysql_query_timeout: float = 5.0
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "swiper:"
     redis_pool_size: int = 50
@@ -71,6 +74,9 @@ class Settings:
     qiniu_domain: str = ""
     qiniu_up_host: str = "https://up.qiniup.com"
     storage_backend: str = "local"
+    storage_timeout: float = 5.0      # seconds for one upload to Qiniu (connect + send + answer)
+    media_dir: str = DEFAULT_MEDIA_DIR  # the local backend's files
+    media_url: str = "/media"          # the local backend's public URL base (a path, or an absolute URL)
 
     rate_limit_enabled: bool = True
     rate_limit_window: int = 60
@@ -86,6 +92,7 @@ class Settings:
     profile_cache_ttl: int = 3600
     drain_timeout: float = 10.0
     job_period: int = 60
+    slow_callback_ms: int = 0  # > 0: asyncio debug mode, logging every loop step slower than this
 
     @property
     def mysql(self) -> MySQLURL:
@@ -149,6 +156,12 @@ def _redis_url(raw: str) -> str:
     return raw
 
 
+def _media_url(raw: str) -> str:
+    if not re.fullmatch(r"(https?://[A-Za-z0-9.-]+(:\d{1,5})?)?(/[A-Za-z0-9._~-]+)+/?", raw):
+        raise ValueError("expected a path like /media or an http(s) URL with a path")
+    return raw.rstrip("/")
+
+
 def _mysql_url(raw: str) -> str:
     parse_mysql_url(raw)
     return raw
@@ -169,6 +182,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "aliyun_sms_endpoint": _endpoint,
     "aliyun_sms_protocol": _choice("http", "https"),
     "storage_backend": _choice("local", "qiniu"),
+    "media_url": _media_url,
     "timezone": _timezone,
 }
 
@@ -178,6 +192,8 @@ def _parser_for(f: dataclasses.Field) -> Callable[[str], Any]:
         return _PARSERS[f.name]
     if f.type == "bool":
         return _bool
+    if f.type == "int" and f.name == "slow_callback_ms":
+        return int
     if f.type == "int":
         return _positive(int)
     if f.type == "float":

@@ -142,6 +142,13 @@ OPERATIONS: dict[str, dict[str, dict]] = {
         "get": op("My profile", ref("Profile"), errors=(503,)),
         "patch": op("Edit my profile", ref("Profile"), errors=(403, 409, 503), body=PROFILE_PATCH),
     },
+    "/api/v1/profile/avatar": {"put": {
+        **op("Replace my avatar (JPEG, PNG or WebP by content, at most 5 MiB; metadata such as GPS is removed)",
+             obj(["avatar"], avatar=STR), errors=(400, 413, 502, 503)),
+        "requestBody": {"required": True, "content": {"multipart/form-data": {
+            "schema": obj(["avatar"], avatar={"type": "string", "format": "binary"}),
+            "encoding": {"avatar": {"contentType": "image/jpeg, image/png, image/webp"}}}}},
+    }},
     "/api/v1/users/{user_id}": {"get": op("A user's public view", ref("PublicUser"), errors=(404, 503),
                                           params=USER_ID)},
     "/api/v1/vip/levels": {"get": op("VIP levels", obj(["items"], items={"type": "array",

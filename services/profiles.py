@@ -38,10 +38,11 @@ def age_on(birthday: dt.date | None, day: dt.date) -> int | None:
 
 
 def avatar_url(settings: Settings, key: str | None) -> str | None:
+    """The public URL of a stored avatar: the Qiniu bucket's domain, or the local backend's media URL."""
     if not key:
         return None
-    base = settings.qiniu_domain.rstrip("/") if settings.storage_backend == "qiniu" else "/media"
-    return f"{base}/{key}"
+    base = settings.qiniu_domain if settings.storage_backend == "qiniu" else settings.media_url
+    return f"{base.rstrip('/')}/{key}"
 
 
 def public_view(user: User, settings: Settings) -> dict:

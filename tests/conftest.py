@@ -5,6 +5,7 @@ Redis key prefix (every key under it deleted after each test), so runs never see
 """
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import itertools
 import os
@@ -38,6 +39,7 @@ from services.redis_client import build_redis  # noqa: E402
 from services.sms import build_sms_sender  # noqa: E402
 from tests.stubs.aliyun_sms import AliyunSmsStub  # noqa: E402
 from tests.support.client import Client  # noqa: E402
+from tests.support.slow_callbacks import StepTimer, enable_debug  # noqa: E402
 
 warnings.filterwarnings("ignore", module="aiomysql")
 
@@ -60,6 +62,19 @@ def _admin_connect() -> pymysql.Connection:
                            charset="utf8mb4", autocommit=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+async def _asyncio_debug():
+    """The whole suite runs with asyncio debug on; a loop step of the app's using over 50 ms of CPU fails the run."""
+    loop = asyncio.get_running_loop()
+    enable_debug(loop)
+    timer = StepTimer()
+    timer.install()
+    yield timer
+    timer.uninstall()
+    loop.set_debug(False)
+    assert not timer.app, "slow callbacks in the app:\n" + "\n".join(timer.app)
+
+
 @pytest.fixture(scope="session")
 def database_url() -> str:
     name = f"{parse_mysql_url(TEST_MYSQL).database}_{RUN_ID}"
@@ -79,12 +94,13 @@ async def sms_stub() -> AliyunSmsStub:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, sms_stub: AliyunSmsStub) -> Settings:
+def settings(database_url: str, sms_stub: AliyunSmsStub, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return load_settings(
         {}, env="test", mysql_url=database_url, redis_url=TEST_REDIS, redis_prefix=f"swiper_test_{RUN_ID}:",
         jwt_secret=JWT_SECRET, sms_backend="aliyun", aliyun_access_key_id=ACCESS_KEY_ID,
         aliyun_access_key_secret=ACCESS_KEY_SECRET, aliyun_sms_endpoint=sms_stub.endpoint,
         aliyun_sms_protocol="http", sms_timeout=1.0, mysql_connect_timeout=1.0, redis_timeout=1.0,
+        media_dir=str(tmp_path_factory.mktemp("media")),  # local avatar storage, never the repository's var/
         rate_limit_enabled=False)  # tests/handlers/test_ratelimit.py runs its own app with the limits on
 
 
@@ -93,7 +109,7 @@ def server_env(settings: Settings, **overrides: str) -> dict[str, str]:
     env = {f"SWIPER_{name.upper()}": str(getattr(settings, name)) for name in (
         "env", "mysql_url", "redis_url", "redis_prefix", "jwt_secret", "sms_backend", "aliyun_access_key_id",
         "aliyun_access_key_secret", "aliyun_sms_endpoint", "aliyun_sms_protocol", "sms_timeout",
-        "mysql_connect_timeout", "redis_timeout", "rate_limit_enabled")}
+        "mysql_connect_timeout", "redis_timeout", "rate_limit_enabled", "media_dir")}
     env.update({f"SWIPER_{k.upper()}": v for k, v in overrides.items()})
     return env
 
