@@ -10,7 +10,8 @@ Usage: scripts/bootstrap.sh [--no-migrate] [--help]
 Makes a Debian 12 machine ready to run and test Swiper; every step is skipped when already done:
   1. apt-get installs what is missing: python3, python3-venv, python3-dev, curl, build-essential (no C
      compiler), mariadb-server + mariadb-client (no MariaDB on 127.0.0.1:3306 and no mariadbd binary),
-     redis-server (no Redis on 127.0.0.1:6379 and no redis-server binary).
+     redis-server (no Redis on 127.0.0.1:6379 and no redis-server binary), nginx-light, wrk and rsync
+     (no nginx, wrk or rsync binary; scripts/start.sh, restart.sh, deploy.sh and the benchmarks use them).
   2. starts MariaDB and Redis if they do not answer on 127.0.0.1:3306 / 127.0.0.1:6379.
   3. creates or reuses the virtualenv <repo>/.venv and installs requirements-dev.txt into it
      (skipped while .venv/.requirements.sha matches the requirements files).
@@ -120,6 +121,10 @@ install_packages() {
     if ! redis_answers && ! have_redis_server; then
         want+=(redis-server)
     fi
+    # The production stack (scripts/start.sh, restart.sh, deploy.sh) and the benchmarks.
+    [[ -x /usr/sbin/nginx ]] || have nginx || want+=(nginx-light)
+    have wrk || want+=(wrk)
+    have rsync || want+=(rsync)
     if ((${#want[@]} == 0)); then
         say "system packages: all present"
         return

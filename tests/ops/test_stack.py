@@ -1,0 +1,239 @@
+"""The production stack in CI: deploy.sh starts supervisord + nginx from the repository's own config files (2
+processes, free loopback ports); a rolling restart under load loses no request and no write; kill -9 is undone
+by supervisor; a failed migration leaves the running version serving; nginx hides /metrics and /healthz.
+
+The long runs (MySQL and Redis outages on private servers, more processes, longer loads) are
+``python -m tests.ops.harness``; their figures are in OPERATIONS.md.
+"""
+from __future__ import annotations
+
+import asyncio
+import filecmp
+import gzip
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from redis import Redis
+
+from tests.conftest import TEST_MYSQL, TEST_REDIS, _admin_connect
+from tests.ops.load import Connection, Request, run_load, summarize
+from tests.ops.stack import ROOT, Deployment, clean_env
+from tests.ops.workload import Workload, answered_writes, seed, stored_writes
+
+OPS_ID = secrets.token_hex(4)
+
+
+@pytest.fixture(scope="module")
+def ops_database() -> str:
+    name = f"swiper_test_ops{OPS_ID}"
+    with _admin_connect() as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    yield TEST_MYSQL.rsplit("/", 1)[0] + "/" + name
+    with _admin_connect() as conn, conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, ops_database: str) -> Deployment:
+    prefix = f"swiper_test_ops{OPS_ID}:"
+    dep = Deployment(tmp_path_factory.mktemp("ops"), {
+        "SWIPER_ENV": "test", "SWIPER_MYSQL_URL": ops_database, "SWIPER_REDIS_URL": TEST_REDIS,
+        "SWIPER_REDIS_PREFIX": prefix, "SWIPER_RATE_LIMIT_ENABLED": "false",
+        "SWIPER_JWT_SECRET": "ops-test-secret-" + OPS_ID * 8,
+    }, procs=2)
+    dep.prepare()
+    try:
+        out = dep.deploy()
+        assert out.returncode == 0, out.stdout + out.stderr
+        yield dep
+    finally:
+        stopped = dep.stop()
+        redis = Redis.from_url(TEST_REDIS)
+        keys = list(redis.scan_iter(match=prefix + "*", count=500))
+        if keys:
+            redis.delete(*keys)
+        redis.close()
+    assert "stopped" in stopped or "not running" in stopped, stopped
+
+
+@pytest.fixture(scope="module")
+def seeded(stack: Deployment) -> dict:
+    return seed(stack.env_file, swipers=20, targets=150)
+
+
+def pids(stack: Deployment) -> list[int | None]:
+    return [stack.pid(n) for n in range(1, stack.procs + 1)]
+
+
+def test_the_stack_runs_from_the_repository_config(stack: Deployment) -> None:
+    status = stack.script("status.sh")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "status: serving" in status.stdout
+    supervisor = stack.supervisorctl("status")
+    assert supervisor.count("RUNNING") == 2, supervisor
+    logs = {p.name for p in (stack.target / "var" / "log").iterdir()}
+    assert {"swiper_01.out.log", "swiper_01.err.log", "swiper_02.out.log", "swiper_02.err.log"} <= logs
+    assert [stack.ready(n) for n in (1, 2)] == [200, 200]
+
+
+async def test_nginx_hides_internal_endpoints_and_gzips_json(stack: Deployment) -> None:
+    conn = Connection("127.0.0.1", stack.http_port)
+    status, headers, body, _ = await conn.send(Request("m", "GET", "/metrics"))
+    assert status == 404 and b"not_found" in body
+    status, _, _, _ = await conn.send(Request("h", "GET", "/healthz"))
+    assert status == 200  # from this host
+    outsider = Connection("127.0.0.1", stack.http_port, local_addr="127.0.0.2")
+    for path in ("/healthz", "/readyz"):
+        status, _, body, _ = await outsider.send(Request("h", "GET", path))
+        assert status == 404 and b"not_found" in body, path
+    status, headers, body, _ = await conn.send(Request("o", "GET", "/api/v1/openapi.json",
+                                                       {"Accept-Encoding": "gzip", "X-Request-ID": "ops-check-1"}))
+    assert status == 200 and headers.get("content-encoding") == "gzip"
+    assert gzip.decompress(body).startswith(b"{") and headers.get("x-request-id") == "ops-check-1"
+    conn.close()
+    outsider.close()
+
+
+async def test_rolling_restart_under_load_loses_nothing(stack: Deployment, seeded: dict) -> None:
+    before = pids(stack)
+    workload = Workload(seeded)
+    stop = asyncio.Event()
+    load = asyncio.create_task(run_load("127.0.0.1", stack.http_port, workload.next_request, duration=60,
+                                        connections=12, rate=200, stop=stop))
+    await asyncio.sleep(1.5)
+    code, output, seconds = await stack.script_async("restart.sh")
+    await asyncio.sleep(1.5)
+    stop.set()
+    records = await load
+    summary = summarize(records)
+    assert code == 0, output
+    after = pids(stack)
+    assert all(a and b and a != b for a, b in zip(before, after)), (before, after)
+    assert summary["failed"] == 0, summary
+    assert all(r.status is not None and 200 <= r.status < 300 for r in records), summary
+    answered = answered_writes(records)
+    assert len(answered) > 100, summary
+    assert stored_writes(stack.settings["SWIPER_MYSQL_URL"], [s["id"] for s in seeded["swipers"]]) == answered
+    print(f"rolling restart: {summary['requests']} requests in {seconds:.1f} s of restart, 0 failed, "
+          f"{len(answered)} writes = rows")
+
+
+async def test_kill_9_is_restarted_and_gets_are_retried(stack: Deployment, seeded: dict) -> None:
+    workload = Workload(seeded)
+
+    def reads_only(rng):
+        request = workload.next_request(rng)
+        return request if request.method == "GET" else Request("profile", "GET", "/api/v1/profile",
+                                                                {"Authorization": request.headers["Authorization"]})
+    stop = asyncio.Event()
+    load = asyncio.create_task(run_load("127.0.0.1", stack.http_port, reads_only, duration=30, connections=8,
+                                        rate=150, stop=stop))
+    await asyncio.sleep(1.0)
+    victim = stack.pid(2)
+    killed = time.monotonic()
+    os.kill(victim, signal.SIGKILL)
+    while stack.ready(2) != 200:
+        assert time.monotonic() - killed < 15, stack.supervisorctl("status")
+        await asyncio.sleep(0.1)
+    recovered = time.monotonic() - killed
+    await asyncio.sleep(1.0)
+    stop.set()
+    summary = summarize(await load)
+    assert stack.pid(2) not in (None, victim)
+    assert summary["failed"] == 0, summary
+    print(f"kill -9: ready again after {recovered:.2f} s, {summary['requests']} GETs, 0 failed")
+
+
+async def test_a_failed_migration_leaves_the_running_version_serving(stack: Deployment,
+                                                                     tmp_path: Path) -> None:
+    source = tmp_path / "release"
+    shutil.copytree(ROOT, source, symlinks=True,
+                    ignore=shutil.ignore_patterns(".git", ".venv", "var", "__pycache__", "*.log", "swiper.env"))
+    (source / "scripts" / "manage.py").write_text("import sys\nsys.exit('migration 99 failed: simulated')\n")
+    (source / "server.py").write_text("raise SystemExit('the new release must never run')\n")
+    before = pids(stack)
+    out = stack.deploy(source)
+    assert out.returncode != 0
+    assert "migration failed" in out.stderr and "simulated" in out.stdout + out.stderr
+    assert filecmp.cmp(stack.target / "server.py", ROOT / "server.py", shallow=False)
+    assert pids(stack) == before
+    conn = Connection("127.0.0.1", stack.http_port)
+    status, _, _, _ = await conn.send(Request("h", "GET", "/api/v1/openapi.json"))
+    conn.close()
+    assert status == 200
+
+
+def test_deploy_to_a_host_path_goes_through_rsync_and_ssh(stack: Deployment, tmp_path: Path) -> None:
+    target = tmp_path / "remote-app"
+    (target / "conf").mkdir(parents=True)
+    (target / ".venv").symlink_to(ROOT / ".venv")
+    shutil.copy(stack.env_file, target / "conf" / "swiper.env")
+    import subprocess
+    env = {**clean_env(), "SWIPER_DEPLOY_SSH": str(ROOT / "tests" / "ops" / "fake_ssh.sh")}
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "deploy.sh"), "--no-start", f"{socket.gethostname()}:{target}"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (target / "server.py").is_file() and (target / ".release").read_text().startswith("commit ")
+    assert not (target / "var" / "run" / "supervisord.pid").exists()
+    assert (target / "conf" / "swiper.env").read_text() == stack.env_file.read_text()
+
+
+def test_the_https_block_renders_and_passes_nginx_t(tmp_path: Path) -> None:
+    import datetime as dt
+    import subprocess
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                         serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    env = {**clean_env(), "SWIPER_ENV_FILE": str(tmp_path / "none.env"), "SWIPER_PROCS": "3",
+           "SWIPER_TLS": "on", "SWIPER_TLS_CERT": str(tmp_path / "cert.pem"),
+           "SWIPER_TLS_KEY": str(tmp_path / "key.pem"), "SWIPER_HTTPS_PORT": "443"}
+    rendered = subprocess.run(["bash", str(ROOT / "scripts" / "lib" / "nginx.sh"), "local"], env=env,
+                              capture_output=True, text=True, check=True).stdout
+    assert "listen 127.0.0.1:443 ssl" in rendered and "return 308 https://$host$request_uri" in rendered
+    assert rendered.count("        server 127.0.0.1:") == 3 and not re.search(r"@@[A-Z_]+@@", rendered)
+    for sub in ("logs", "run", "temp"):
+        (tmp_path / sub).mkdir()
+    (tmp_path / "nginx.conf").write_text(rendered)
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    check = subprocess.run([nginx, "-t", "-p", f"{tmp_path}/", "-c", str(tmp_path / "nginx.conf")],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    site = subprocess.run(["bash", str(ROOT / "scripts" / "lib" / "nginx.sh"), "site"], env=env,
+                          capture_output=True, text=True, check=True).stdout
+    assert site.lstrip().startswith("# Swiper") and "events" not in site and "upstream swiper" in site
+
+
+def test_restart_stops_with_a_report_when_a_process_does_not_come_back(stack: Deployment) -> None:
+    before = pids(stack)
+    good = stack.env_file.read_text()
+    stack.env_file.write_text(good + "SWIPER_LOG_LEVEL=LOUD\n")  # a bad setting: the process exits at start
+    try:
+        out = stack.script("restart.sh", "--timeout", "20")
+    finally:
+        stack.env_file.write_text(good)
+    print(out.stdout + out.stderr)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "ABORTED at swiper:swiper_01" in out.stderr and "SWIPER_LOG_LEVEL" in out.stderr, out.stderr
+    assert stack.pid(2) == before[1]  # the next one was not touched
+    again = stack.script("restart.sh")  # fixed: the operator runs it again
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert [stack.ready(n) for n in (1, 2)] == [200, 200]
