@@ -11,12 +11,41 @@ from peewee_async import MySQLDatabase
 
 from conf import Settings
 
-db = MySQLDatabase(None)
+
+class SwiperDatabase(MySQLDatabase):
+    """peewee-async's MySQL database with a deadline on every statement.
+
+    aiomysql can time out a connect but not a query: a MySQL that stops answering (frozen, or a network that
+    black-holes packets) would hang every request using it. Here a statement that outlives ``query_timeout`` has
+    its connection closed — it is mid-protocol and must never go back to the pool — and raises MySQL's own "lost
+    connection" error, which the app answers with 503.
+    """
+
+    query_timeout: float = 5.0
+
+    async def aio_execute_sql(self, sql: str, params=None, fetch_results=None):  # type: ignore[override]
+        with peewee.__exception_wrapper__:  # type: ignore[attr-defined]
+            async with self.aio_connection() as connection:
+                try:
+                    async with asyncio.timeout(self.query_timeout):
+                        async with connection.cursor() as cursor:
+                            await cursor.execute(sql, params or ())
+                            if fetch_results is not None:
+                                return await fetch_results(self, cursor)
+                except TimeoutError:
+                    connection.close()
+                    raise aiomysql.OperationalError(
+                        2013, f"Lost connection to MySQL server during query (no answer in {self.query_timeout} s)"
+                    ) from None
 
 
-def init_db(settings: Settings) -> MySQLDatabase:
+db = SwiperDatabase(None)
+
+
+def init_db(settings: Settings, *, query_timeout: float | None = None) -> SwiperDatabase:
     """Point ``db`` at the configured server; the pool itself connects lazily on first use."""
     url = settings.mysql
+    db.query_timeout = query_timeout or settings.mysql_query_timeout
     db.init(
         url.database, host=url.host, port=url.port, user=url.user, password=url.password,
         charset="utf8mb4", connect_timeout=settings.mysql_connect_timeout,

@@ -65,7 +65,7 @@ async def run_create_robots(settings: Settings, args: argparse.Namespace) -> Non
 
 async def run(settings: Settings, args: argparse.Namespace) -> None:
     keys.configure(settings.redis_prefix)
-    init_db(settings)
+    init_db(settings, query_timeout=3600)  # schema changes and bulk inserts may take long; nothing waits on them
     try:
         if args.command == "migrate":
             await run_migrate(settings)

@@ -113,7 +113,8 @@ async def test_logout_in_one_process_is_seen_by_another(settings, schema, sms_st
         assert_error(await b.put("/api/v1/sessions/current", {"refresh_token": session["refresh_token"]}), 401,
                      "not_authenticated")
     finally:
-        assert first.stop() == 0 and second.stop() == 0
+        codes = [first.stop(), second.stop()]
+        assert codes == [0, 0]
 
 
 async def test_sigterm_drains_in_flight_requests(settings, schema, sms_stub):
@@ -153,3 +154,21 @@ async def test_without_redis_limits_fail_open_but_secrets_fail_closed(proxied_se
     assert_error(await client.get("/api/v1/profile", token=session["access_token"]), 503, "unavailable")
     await redis_proxy.restore()
     assert (await eventually_ok(lambda: client.get("/api/v1/profile", token=session["access_token"]))).status == 200
+
+
+@pytest.mark.parametrize("proxied_server", [{"mysql_query_timeout": "1"}], indirect=True)
+async def test_frozen_mysql_answers_503_within_the_query_deadline(proxied_server, sms_stub):
+    server, mysql_proxy, _redis = proxied_server
+    client = Client(server.base_url)
+    me = await login_via(client, sms_stub)
+    mysql_proxy.freeze()
+    try:
+        started = time.monotonic()
+        resp = await client.get(f"/api/v1/users/{me['user']['id'] + 10**6}", token=me["access_token"], timeout=10)
+        assert_error(resp, 503, "unavailable")
+        assert time.monotonic() - started < 3
+    finally:
+        mysql_proxy.thaw()
+    # the timed-out connection was thrown away, not reused half-read: MySQL answers normally again
+    assert (await eventually_ok(lambda: client.patch("/api/v1/profile", {"location": "西安"},
+                                                     token=me["access_token"]))).data["location"] == "西安"
