@@ -1,12 +1,14 @@
 """Accounts: a user with their preferences, loaded through the model cache and created on first login."""
 from __future__ import annotations
 
+import logging
 import secrets
 import string
 from dataclasses import dataclass
 
 import peewee
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from conf import Settings
 from models import Preferences, User, db
@@ -14,6 +16,7 @@ from models.base import utcnow
 from services import keys, model_cache
 from services.errors import NotFoundError
 
+log = logging.getLogger("swiper.accounts")
 _NICKNAME_ALPHABET = string.ascii_lowercase + string.digits
 
 
@@ -86,6 +89,12 @@ async def load_users(user_ids: list[int]) -> dict[int, User]:
 
 
 async def mark_active(*, redis: Redis, user_id: int) -> None:
-    """Keep ``last_active_at`` fresh for the feed's order, writing it at most once per five minutes."""
-    if await redis.set(keys.active(user_id), "1", ex=300, nx=True):
-        await User.update(last_active_at=utcnow()).where(User.id == user_id).aio_execute()
+    """Keep ``last_active_at`` fresh for the feed's order, writing it at most once per five minutes.
+
+    Best effort: it only orders the feed, so failing it must never fail (or seem to fail) the request.
+    """
+    try:
+        if await redis.set(keys.active(user_id), "1", ex=300, nx=True):
+            await User.update(last_active_at=utcnow()).where(User.id == user_id).aio_execute()
+    except (RedisError, peewee.DatabaseError, OSError) as exc:
+        log.info("could not mark user %s active: %s", user_id, exc)

@@ -9,11 +9,13 @@ before the commit and undone if the commit fails, so MySQL and Redis never disag
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from dataclasses import dataclass
 
 import peewee
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from conf import Settings
 from models import Match, Swipe, User, db
@@ -24,6 +26,7 @@ from services import keys, quotas, vip
 from services.accounts import Account, load_account
 from services.errors import ConflictError, NotFoundError
 
+log = logging.getLogger("swiper.swipes")
 HOT_WEIGHTS = {"like": 5, "superlike": 7, "dislike": -5}
 REWINDS_PER_DAY = 3
 
@@ -45,10 +48,12 @@ async def _match_exists(a: int, b: int) -> bool:
 
 
 async def _answer(*, redis: Redis, settings: Settings, user_id: int, matched: bool, unlimited: bool,
-                  day: quotas.Day) -> SwipeResult:
+                  day: quotas.Day, used: int | None = None) -> SwipeResult:
+    """The swipe's answer; ``used`` is the count the swipe itself took, so a committed swipe needs no more Redis."""
     if unlimited:
         return SwipeResult(matched, None, None)
-    used = await quotas.used(redis=redis, name="likes", user_id=user_id, day=day)
+    if used is None:
+        used = await quotas.used(redis=redis, name="likes", user_id=user_id, day=day)
     return SwipeResult(matched, max(0, settings.daily_like_limit - used), day.resets_at)
 
 
@@ -88,16 +93,19 @@ async def record_swipe(*, redis: Redis, settings: Settings, account: Account, ta
     if existing is not None:
         return await repeat(existing)
 
-    async def transaction() -> bool:
+    async def transaction() -> tuple[bool, int | None]:
         quota_taken = effects_written = False
         other_action: int | None = None
+        used: int | None = None
         try:
             async with db.aio_atomic():
                 await Swipe.insert(user_id=me.id, target_id=target_id, action=code, created_at=utcnow()).aio_execute()
                 if code > 0 and not unlimited:
-                    await quotas.take(redis=redis, name="likes", user_id=me.id, day=day,
-                                      limit=settings.daily_like_limit)
+                    used = await quotas.take(redis=redis, name="likes", user_id=me.id, day=day,
+                                             limit=settings.daily_like_limit)
                     quota_taken = True
+                elif not unlimited:  # read now, so nothing after the commit can fail the answer
+                    used = await quotas.used(redis=redis, name="likes", user_id=me.id, day=day)
                 if code > 0:  # a dislike can match nobody, and only a superlike's queue entry needs their swipe
                     other_action = await (Swipe.select(Swipe.action)
                                           .where((Swipe.user_id == target_id) & (Swipe.target_id == me.id))
@@ -111,7 +119,7 @@ async def record_swipe(*, redis: Redis, settings: Settings, account: Account, ta
                                    sign=1, superliked_at=time.time())
                     await pipe.execute()
                 effects_written = True
-            return matched
+            return matched, used
         except BaseException:
             if quota_taken:
                 await quotas.give_back(redis=redis, name="likes", user_id=me.id, day=day)
@@ -123,14 +131,14 @@ async def record_swipe(*, redis: Redis, settings: Settings, account: Account, ta
             raise
 
     try:
-        matched = await with_retries(transaction)
+        matched, used = await with_retries(transaction)
     except peewee.IntegrityError:
         existing = await Swipe.select().where((Swipe.user_id == me.id) & (Swipe.target_id == target_id)).aio_first()
         if existing is None:
             raise
         return await repeat(existing)
     return await _answer(redis=redis, settings=settings, user_id=me.id, matched=matched, unlimited=unlimited,
-                         day=day)
+                         day=day, used=used)
 
 
 async def rewind_last_swipe(*, redis: Redis, settings: Settings, account: Account) -> int:
@@ -182,7 +190,10 @@ async def rewind_last_swipe(*, redis: Redis, settings: Settings, account: Accoun
             raise
         swiped_on = quotas.quota_day(settings, last.created_at.replace(tzinfo=dt.timezone.utc))
         if last.action > 0 and not unlimited and swiped_on.key == day.key:
-            await quotas.give_back(redis=redis, name="likes", user_id=me.id, day=day)
+            try:  # the rewind has committed: a lost give-back costs one like, an error here would hide the rewind
+                await quotas.give_back(redis=redis, name="likes", user_id=me.id, day=day)
+            except RedisError:
+                log.warning("rewind of swipe %s: could not give the like back to the quota", last.id)
         return last.target_id
 
     await vip.require_permission(me, "rewind")

@@ -174,3 +174,10 @@ async def test_rewound_like_goes_back_to_the_quota(client, make_person, redis):
     await swipe(client, me, other)
     await client.delete(LAST, token=me.token)
     assert (await swipe(client, me, other, "dislike")).status == 200  # the rewound swipe is gone
+
+
+async def test_dislikes_report_the_likes_left(client, make_person):
+    me = await make_person()
+    await swipe(client, me, await make_person(gender="male"))
+    resp = await swipe(client, me, await make_person(gender="male"), "dislike")
+    assert resp.data["likes_remaining"] == 99 and resp.data["matched"] is False
