@@ -1,6 +1,8 @@
 """Prometheus metrics: request counts and latencies by route template and status (never by raw path)."""
 from __future__ import annotations
 
+import time
+
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from tornado import web
 
@@ -26,6 +28,19 @@ def observe(handler: web.RequestHandler) -> None:
     LATENCY.labels(route, method).observe(handler.request.request_time())
 
 
+_rendered: tuple[float, bytes] = (0.0, b"")
+RENDER_TTL = 1.0  # scrapes come every 15 s or so; rendering all series costs milliseconds of loop time
+
+
+def render() -> bytes:
+    """The exposition text, rendered at most once a second however often it is asked for."""
+    global _rendered
+    now = time.monotonic()
+    if now - _rendered[0] >= RENDER_TTL:
+        _rendered = (now, generate_latest())
+    return _rendered[1]
+
+
 class MetricsHandler(BaseHandler):
     auth_required = False
     rate_limited = False
@@ -33,7 +48,7 @@ class MetricsHandler(BaseHandler):
     async def get(self) -> None:
         """Prometheus text format; nginx does not expose it publicly."""
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
-        self.finish(generate_latest())
+        self.finish(render())
 
 
 routes = [(r"/metrics", MetricsHandler)]

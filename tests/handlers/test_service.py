@@ -104,7 +104,9 @@ async def test_no_traceback_on_unexpected_errors(client, user, monkeypatch):
     assert "boom" not in json.dumps(body)
 
 
-async def test_metrics_count_by_route_template(client, user):
+async def test_metrics_count_by_route_template(client, user, monkeypatch):
+    from handlers import metrics
+    monkeypatch.setattr(metrics, "_rendered", (0.0, b""))  # render afresh, not a copy from under a second ago
     await client.get(f"/api/v1/users/{user.user_id}", token=user.access_token)
     await client.get("/api/v1/no-such-route")
     resp = await client.get("/metrics")
