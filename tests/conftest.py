@@ -6,6 +6,7 @@ Redis key prefix (every key under it deleted after each test), so runs never see
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import itertools
 import os
@@ -13,6 +14,7 @@ import secrets
 import sys
 import warnings
 import zoneinfo
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,14 +77,23 @@ async def _asyncio_debug():
     assert not timer.app, "slow callbacks in the app:\n" + "\n".join(timer.app)
 
 
-@pytest.fixture(scope="session")
-def database_url() -> str:
-    name = f"{parse_mysql_url(TEST_MYSQL).database}_{RUN_ID}"
+@contextlib.contextmanager
+def scratch_database(suffix: str) -> Iterator[str]:
+    """A database of its own (``<test db>_<suffix>``) for as long as the block runs; its URL."""
+    name = f"{parse_mysql_url(TEST_MYSQL).database}_{suffix}"
     with _admin_connect() as conn, conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-    yield TEST_MYSQL.rsplit("/", 1)[0] + "/" + name
-    with _admin_connect() as conn, conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    try:
+        yield TEST_MYSQL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with _admin_connect() as conn, conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    with scratch_database(RUN_ID) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from tests.conftest import TEST_MYSQL, TEST_REDIS, _admin_connect
+from tests.conftest import TEST_REDIS, scratch_database
 from tests.ops.load import Connection, Request, run_load, summarize
 from tests.ops.stack import ROOT, Deployment, clean_env
 from tests.ops.workload import Workload, answered_writes, seed, stored_writes
@@ -32,12 +32,8 @@ OPS_ID = secrets.token_hex(4)
 
 @pytest.fixture(scope="module")
 def ops_database() -> str:
-    name = f"swiper_test_ops{OPS_ID}"
-    with _admin_connect() as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-    yield TEST_MYSQL.rsplit("/", 1)[0] + "/" + name
-    with _admin_connect() as conn, conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    with scratch_database(f"ops{OPS_ID}") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
