@@ -3,9 +3,10 @@
 Who: users of my ``dating_gender`` (either, if I have not chosen), in my city — my preferred one only with
 ``anylocation`` — aged within my dating ages, with a gender and birthday, never me, never anyone I swiped.
 Order: first those who superliked me and whom I have not swiped (newest superlike first), then the most recently
-active. The main query walks the ``user_feed`` index (location, gender, last_active_at, birthday) newest first and
-stops at ``limit`` rows that pass the age filter and the anti-join on my swipes (one unique-key probe each), so its
-cost is bounded by the page plus the swiped users it steps over, never by the number of users.
+active. The main query walks the ``user_feed`` index (location, gender, last_active_at, birthday) newest first,
+reading ids only, and stops at ``limit`` rows that pass the age filter and the anti-join on my swipes, so its cost
+is bounded by the page plus the swiped users it steps over, never by the number of users; the page's rows are
+then read by primary key.
 """
 from __future__ import annotations
 
@@ -59,8 +60,12 @@ async def recommend(*, redis: Redis, settings: Settings, account: Account, limit
         rows = await User.select(*FEED_FIELDS).where(where & User.id.in_(superliker_ids)).aio_execute()
         by_id = {row.id: row for row in rows}
         first = [by_id[user_id] for user_id in superliker_ids if user_id in by_id]
+    if len(first) >= limit:
+        return first
     rest_where = where & User.id.not_in([u.id for u in first]) if first else where
-    rest = await (User.select(*FEED_FIELDS).where(rest_where)
-                  .order_by(User.last_active_at.desc()).limit(limit - len(first)).aio_execute()
-                  if len(first) < limit else [])
-    return first + list(rest)
+    # Two steps: the walk selects only ids, so it stays inside the user_feed index (InnoDB keeps the primary key
+    # in it) and every swiped user it steps over costs no row read; then the page's rows by primary key.
+    ids = [row.id for row in await (User.select(User.id).where(rest_where).order_by(User.last_active_at.desc())
+                                    .limit(limit - len(first)).aio_execute())]
+    rows = {row.id: row for row in await User.select(*FEED_FIELDS).where(User.id.in_(ids)).aio_execute()} if ids else {}
+    return first + [rows[user_id] for user_id in ids if user_id in rows]
