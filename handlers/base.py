@@ -12,8 +12,8 @@ from redis.asyncio import Redis
 from tornado import httputil, web
 
 from conf import Settings
-from services import jsoncodec, ratelimit, tokens, vip
-from services.accounts import Account, load_account
+from services import accounts, jsoncodec, ratelimit, tokens, vip
+from services.accounts import Account
 from services.errors import (AppError, InternalError, InvalidParamsError, MethodNotAllowedError,
                              NotAuthenticatedError, NotFoundError, PayloadTooLargeError, as_unavailable)
 from services.sms import SmsSender
@@ -48,6 +48,7 @@ class BaseHandler(web.RequestHandler):
         self.user_id: int | None = None
         self.claims: tokens.AccessClaims | None = None
         self._account: Account | None = None
+        self._prefetched: list | None = None  # the account's cache entry, read along with the revocation check
         self._rate_headers: dict[str, str] = {}
         self._body_chunks: list[bytes] = []
         self._body_size = 0
@@ -141,8 +142,8 @@ class BaseHandler(web.RequestHandler):
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer":
             token = ""
-        self.claims = await tokens.authenticate(redis=self.redis, settings=self.settings_obj,
-                                                access_token=token.strip())
+        self.claims, self._prefetched = await accounts.authenticate(redis=self.redis, settings=self.settings_obj,
+                                                                    access_token=token.strip())
         self.user_id = self.claims.user_id
 
     async def current_account(self) -> Account:
@@ -150,8 +151,8 @@ class BaseHandler(web.RequestHandler):
         assert self.user_id is not None
         if self._account is None:
             try:
-                self._account = await load_account(redis=self.redis, settings=self.settings_obj,
-                                                   user_id=self.user_id)
+                self._account = await accounts.load_account(redis=self.redis, settings=self.settings_obj,
+                                                            user_id=self.user_id, prefetched=self._prefetched)
             except NotFoundError:
                 raise NotAuthenticatedError("The account no longer exists.") from None
         return self._account

@@ -13,8 +13,9 @@ from redis.exceptions import RedisError
 from conf import Settings
 from models import Preferences, User, db
 from models.base import utcnow
-from services import keys, model_cache
-from services.errors import NotFoundError
+from services import keys, model_cache, tokens
+from services.errors import NotAuthenticatedError, NotFoundError
+from services.tokens import AccessClaims
 
 log = logging.getLogger("swiper.accounts")
 _NICKNAME_ALPHABET = string.ascii_lowercase + string.digits
@@ -43,11 +44,26 @@ async def _fetch(user_id: int) -> Account:
     return Account(user=user, prefs=prefs or Preferences(user=user_id))
 
 
-async def load_account(*, redis: Redis, settings: Settings, user_id: int) -> Account:
+async def load_account(*, redis: Redis, settings: Settings, user_id: int, prefetched: list | None = None) -> Account:
     """The user and preferences rows, from the cache when it holds them."""
     return await model_cache.read_through(
         redis=redis, name="User", pk=user_id, ttl=settings.profile_cache_ttl,
-        load=lambda: _fetch(user_id), encode=_encode, decode=_decode)
+        load=lambda: _fetch(user_id), encode=_encode, decode=_decode, prefetched=prefetched)
+
+
+async def authenticate(*, redis: Redis, settings: Settings, access_token: object) -> tuple[AccessClaims, list]:
+    """Check the token and, in the same Redis round trip, fetch the account's cache entry (most requests need it).
+
+    Returns the claims and what ``load_account(prefetched=...)`` takes.
+    """
+    claims = tokens.decode_access(settings, access_token)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.exists(keys.auth_revoked(claims.family))
+        model_cache.queue_read(pipe, name="User", pk=claims.user_id)
+        revoked, prefetched = await pipe.execute()
+    if revoked:
+        raise NotAuthenticatedError("The session has ended.")
+    return claims, prefetched
 
 
 async def forget_account(*, redis: Redis, user_id: int) -> None:

@@ -48,11 +48,20 @@ def _encode(value: Any) -> Any:
     return value
 
 
+def queue_read(pipe, *, name: str, pk: int) -> None:
+    """Queue the entry's read on a pipeline, to share a round trip; pass the result to ``read_through``."""
+    pipe.mget(keys.model_cache(name, pk), keys.model_cache_version(name, pk))
+
+
 async def read_through(*, redis: Redis, name: str, pk: int, ttl: int, load: Callable[[], Awaitable[T]],
-                       encode: Callable[[T], str], decode: Callable[[str], T]) -> T:
-    """Return the cached value, or load it and cache it unless a write happened meanwhile."""
+                       encode: Callable[[T], str], decode: Callable[[str], T],
+                       prefetched: list | None = None) -> T:
+    """Return the cached value, or load it and cache it unless a write happened meanwhile.
+
+    ``prefetched`` is the ``[entry, version]`` a ``queue_read`` already fetched, read before the load as here.
+    """
     entry_key, version_key = keys.model_cache(name, pk), keys.model_cache_version(name, pk)
-    cached, version = await redis.mget(entry_key, version_key)
+    cached, version = prefetched if prefetched is not None else await redis.mget(entry_key, version_key)
     if cached is not None:
         return decode(cached)
     value = await load()
