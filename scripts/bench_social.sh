@@ -133,73 +133,29 @@ export SWIPER_REFRESH_TOKEN_TTL=$(( SWIPER_ACCESS_TOKEN_TTL + 3600 ))
 export PYTHONDONTWRITEBYTECODE=1
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/swiper-bench-social.XXXXXX")
+BENCH_NAME=bench_social.sh
+# shellcheck source=scripts/lib/bench.sh
+source "$ROOT/scripts/lib/bench.sh"
 FX=$WORK/fixtures
 APP_PID=""
 SPY_PID=""
 
-stop_pid() {  # stop_pid PID NAME: SIGTERM, wait up to 5 s, then SIGKILL
-  local pid=$1 name=$2
-  [[ -n $pid ]] || return 0
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 50); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    echo "bench_social.sh: $name (pid $pid) ignored SIGTERM for 5 s; killing it" >&2
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   stop_pid "$SPY_PID" py-spy
   stop_pid "$APP_PID" server.py
-  if [[ $rc -ne 0 && -s $WORK/app.err ]]; then
-    echo "--- server.py stderr (last 20 lines) ---" >&2
-    tail -n 20 "$WORK/app.err" >&2
-  fi
-  if [[ $KEEP_LOGS == 1 ]]; then
-    echo "logs kept in $WORK" >&2
-  else
-    rm -rf "$WORK"
-  fi
+  finish_bench "$rc"
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-wait_for() {  # wait_for URL PID NAME: up to 20 s for a 200
-  local url=$1 pid=$2 name=$3
-  for _ in $(seq 100); do
-    kill -0 "$pid" 2>/dev/null || die "$name exited during start-up"
-    [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true) == 200 ]] && return 0
-    sleep 0.2
-  done
-  die "$name did not answer 200 on $url within 20 s"
-}
 
 # --- database, schema, fixtures ---------------------------------------------------------------------------
-DB_NAME=${MYSQL_URL##*/}
-DB_USER=${MYSQL_URL#mysql://}
-DB_USER=${DB_USER%%[:@]*}
-[[ $DB_NAME =~ ^[A-Za-z0-9_]+$ ]] || die "bad database name in SWIPER_BENCH_MYSQL_URL: '$DB_NAME'"
-[[ $DB_USER =~ ^[A-Za-z0-9_]+$ ]] || die "bad user in SWIPER_BENCH_MYSQL_URL: '$DB_USER'"
-read -r -a ADMIN <<<"${SWIPER_BENCH_MYSQL_ADMIN:-mariadb -uroot}"
-command -v "${ADMIN[0]}" >/dev/null || die "${ADMIN[0]} not found (set SWIPER_BENCH_MYSQL_ADMIN)"
-timeout 30 "${ADMIN[@]}" -e "CREATE DATABASE IF NOT EXISTS \`$DB_NAME\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci" \
-  || die "cannot create database $DB_NAME as '${ADMIN[*]}'"
-if [[ $DB_USER != root ]]; then
-  for host in $(timeout 30 "${ADMIN[@]}" -N -e "SELECT host FROM mysql.user WHERE user='$DB_USER'"); do
-    timeout 30 "${ADMIN[@]}" -e "GRANT ALL PRIVILEGES ON \`$DB_NAME\`.* TO '$DB_USER'@'$host'"
-  done
-fi
+ensure_bench_database
 sql() { timeout 60 "${ADMIN[@]}" -N -B "$DB_NAME" -e "$1"; }  # sql QUERY: tab-separated rows, no header
 cd "$ROOT"
 timeout 120 "$PY" scripts/manage.py migrate >"$WORK/migrate.out" 2>&1 \
@@ -229,7 +185,7 @@ plan_ms() {  # plan_ms FILE [OPTIMIZER_SWITCH]
   local q prefix="" i
   q=$(<"$1")
   [[ -n ${2:-} ]] && prefix="SET SESSION optimizer_switch='$2';"
-  for i in $(seq 21); do prefix+=" ANALYZE FORMAT=JSON $q;"; done
+  for _ in $(seq 21); do prefix+=" ANALYZE FORMAT=JSON $q;"; done
   sql "$prefix" | sed 's/\\n/\n/g' | jq -s 'map(.query_block.r_total_time_ms) | sort | .[10] | . * 100 | round / 100'
 }
 PLAN_TIMES=()
