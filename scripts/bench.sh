@@ -171,17 +171,6 @@ kill -0 "$APP_PID" 2>/dev/null || die "server.py died during the run"
 check_200 "$APP_URL" 5 -H "$AUTH"
 
 # --- report -----------------------------------------------------------------------------------------------
-field() {  # field FILE WHAT
-  case $2 in
-    rps) awk '/^Requests\/sec:/ {print $2}' "$1" ;;
-    p50) awk '$1 == "50%" {print $2}' "$1" ;;
-    p99) awk '$1 == "99%" {print $2}' "$1" ;;
-    errors)
-      awk '/Socket errors:/ {gsub(",", ""); for (i = 3; i < NF; i += 2) if ($(i+1) > 0) e = e sprintf("%s%s %s", e ? ", " : "", $i, $(i+1))}
-           /Non-2xx or 3xx responses:/ {e = e sprintf("%snon-2xx %s", e ? ", " : "", $NF)}
-           END {print e ? e : "0"}' "$1" ;;
-  esac
-}
 BARE_RPS=$(field "$WORK/wrk-bare.txt" rps)
 APP_RPS=$(field "$WORK/wrk-app.txt" rps)
 [[ -n $BARE_RPS && -n $APP_RPS ]] || { cat "$WORK"/wrk-*.txt >&2; die "could not parse wrk output"; }

@@ -156,7 +156,6 @@ trap 'exit 143' TERM
 
 # --- database, schema, fixtures ---------------------------------------------------------------------------
 ensure_bench_database
-sql() { timeout 60 "${ADMIN[@]}" -N -B "$DB_NAME" -e "$1"; }  # sql QUERY: tab-separated rows, no header
 cd "$ROOT"
 timeout 120 "$PY" scripts/manage.py migrate >"$WORK/migrate.out" 2>&1 \
   || { cat "$WORK/migrate.out" >&2; die "manage.py migrate failed"; }
@@ -182,7 +181,7 @@ PLAN_MS=$(jq -r '.query_block.r_total_time_ms | . * 100 | round / 100' "$WORK/an
 HANDLER=$(awk '$2 > 0 {printf "%s%s=%s", sep, $1, $2; sep = ", "}' "$WORK/handler.tsv")
 # Server-side time of the query and of rewrites of it: median r_total_time_ms of 21 ANALYZE runs in one session.
 plan_ms() {  # plan_ms FILE [OPTIMIZER_SWITCH]
-  local q prefix="" i
+  local q prefix=""
   q=$(<"$1")
   [[ -n ${2:-} ]] && prefix="SET SESSION optimizer_switch='$2';"
   for _ in $(seq 21); do prefix+=" ANALYZE FORMAT=JSON $q;"; done
@@ -262,17 +261,6 @@ LUA=$ROOT/scripts/lua/swipes.lua
 ROWS=()  # markdown rows of the table
 NOTES=()
 
-field() {  # field FILE WHAT
-  case $2 in
-    rps) awk '/^Requests\/sec:/ {print $2}' "$1" ;;
-    requests) awk '/ requests in / {print $1}' "$1" ;;
-    p50) awk '$1 == "50%" {print $2}' "$1" ;;
-    p99) awk '$1 == "99%" {print $2}' "$1" ;;
-    errors) awk '/Socket errors:/ {gsub(",", ""); for (i = 3; i < NF; i += 2) if ($(i+1) > 0) e = e sprintf("%s%s %s", e ? ", " : "", $i, $(i+1))}
-                 END {print e ? e : "0"}' "$1" ;;
-    non2xx) awk '/Non-2xx or 3xx responses:/ {n = $NF} END {print n ? n : 0}' "$1" ;;
-  esac
-}
 
 # run_wrk NAME SECONDS CONNS THREADS wrk-args...: runs wrk, records the CPU each process used in $WORK/NAME.cpu
 run_wrk() {
@@ -308,7 +296,7 @@ cpu_text() {  # cpu_text NAME SECONDS: CPU per request of server.py / mariadbd /
 
 add_row() {  # add_row NAME LABEL CONNS SECONDS
   local f=$WORK/wrk-$1.txt
-  ROWS+=("| $2 | $3 | $(field "$f" rps) | $(field "$f" p50) | $(field "$f" p99) | $(field "$f" errors) | $(field "$f" non2xx) | $(cpu_text "$1" "$4") | $(<"$WORK/$1.other") |")
+  ROWS+=("| $2 | $3 | $(field "$f" rps) | $(field "$f" p50) | $(field "$f" p99) | $(field "$f" socket_errors) | $(field "$f" non2xx) | $(cpu_text "$1" "$4") | $(<"$WORK/$1.other") |")
 }
 
 # lua_count NAME KEY: a counter from the swipes-lua line of wrk NAME

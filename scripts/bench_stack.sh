@@ -52,6 +52,9 @@ EOF
 }
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+BENCH_NAME=bench_stack.sh
+# shellcheck source=scripts/lib/bench.sh
+source "$ROOT/scripts/lib/bench.sh"
 DURATION=15
 CONNECTIONS=100
 THREADS=2
@@ -103,7 +106,6 @@ done
 # --- ports: one block of 2N+3 free ports below the ephemeral range ------------------------------------------
 read -r EPH_LOW _ </proc/sys/net/ipv4/ip_local_port_range
 NPORTS=$(( 2 * PROCS + 3 ))
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 block_free() {
   local p
   (( $1 + NPORTS < EPH_LOW )) || return 1
@@ -150,10 +152,7 @@ COPY=$WORK/swiper
 OUT=$WORK/out
 FX=$WORK/fixtures
 mkdir -p "$COPY" "$OUT"
-BENCH_NAME=bench_stack.sh  # used by scripts/lib/bench.sh
 export BENCH_NAME
-# shellcheck source=scripts/lib/bench.sh
-source "$ROOT/scripts/lib/bench.sh"
 BARE_PIDS=()
 STACK_STARTED=0
 
@@ -288,8 +287,6 @@ jq -e '.code == 0 and (.data.items | length) == 10' "$OUT/check.body" >/dev/null
   || die "pre-run: the feed did not answer 10 items: $(head -c 300 "$OUT/check.body")"
 
 # --- wrk ------------------------------------------------------------------------------------------------
-read -r -a ADMIN <<<"${SWIPER_BENCH_MYSQL_ADMIN:-mariadb -uroot}"
-sql() { timeout 60 "${ADMIN[@]}" -N -B "$DB_NAME" -e "$1"; }
 swipe_rows() { sql "SELECT COUNT(*) FROM swipe WHERE user_id IN ($SWIPER_IDS)"; }
 settled_swipe_rows() {
   local last now
@@ -315,18 +312,6 @@ run_wrk() {  # run_wrk NAME SECONDS wrk-args...
   for pid in "${SERVER_PIDS[@]}" "${BARE_PIDS[@]}"; do
     kill -0 "$pid" 2>/dev/null || die "server pid $pid died during wrk $name"
   done
-}
-field() {  # field FILE WHAT
-  case $2 in
-    rps) awk '/^Requests\/sec:/ {print $2}' "$1" ;;
-    requests) awk '/ requests in / {print $1}' "$1" ;;
-    p50) awk '$1 == "50%" {print $2}' "$1" ;;
-    p99) awk '$1 == "99%" {print $2}' "$1" ;;
-    errors)
-      awk '/Socket errors:/ {gsub(",", ""); for (i = 3; i < NF; i += 2) if ($(i+1) > 0) e = e sprintf("%s%s %s", e ? ", " : "", $i, $(i+1))}
-           /Non-2xx or 3xx responses:/ {e = e sprintf("%snon-2xx %s", e ? ", " : "", $NF)}
-           END {print e ? e : "0"}' "$1" ;;
-  esac
 }
 lua_count() { sed -n "s/.*swipes-lua:.* $2=\([0-9]*\).*/\1/p" "$OUT/wrk-$1.txt"; }
 

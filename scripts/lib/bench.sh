@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What the benchmark scripts share: stopping what they started, waiting for a server, the bench database.
-# Sourced by scripts/bench.sh and scripts/bench_social.sh, which define die(), BENCH_NAME, WORK, KEEP_LOGS and
-# MYSQL_URL before they call these.
+# Sourced by scripts/bench.sh, bench_social.sh and bench_stack.sh; only functions, which read die(), BENCH_NAME,
+# WORK, KEEP_LOGS and MYSQL_URL from the script when they are called.
 
 stop_pid() {  # stop_pid PID NAME: SIGTERM, wait up to 5 s, then SIGKILL
   local pid=$1 name=$2
@@ -31,6 +31,25 @@ finish_bench() {  # finish_bench RC: on failure show server.py's last errors; ke
     rm -rf "$WORK"
   fi
 }
+
+field() {  # field WRK_OUTPUT WHAT: rps | requests | p50 | p99 | socket_errors | non2xx | errors (both kinds)
+  case $2 in
+    rps) awk '/^Requests\/sec:/ {print $2}' "$1" ;;
+    requests) awk '/ requests in / {print $1}' "$1" ;;
+    p50) awk '$1 == "50%" {print $2}' "$1" ;;
+    p99) awk '$1 == "99%" {print $2}' "$1" ;;
+    socket_errors)
+      awk '/Socket errors:/ {gsub(",", ""); for (i = 3; i < NF; i += 2) if ($(i+1) > 0) e = e sprintf("%s%s %s", e ? ", " : "", $i, $(i+1))}
+           END {print e ? e : "0"}' "$1" ;;
+    non2xx) awk '/Non-2xx or 3xx responses:/ {n = $NF} END {print n ? n : 0}' "$1" ;;
+    errors)
+      awk '/Socket errors:/ {gsub(",", ""); for (i = 3; i < NF; i += 2) if ($(i+1) > 0) e = e sprintf("%s%s %s", e ? ", " : "", $i, $(i+1))}
+           /Non-2xx or 3xx responses:/ {e = e sprintf("%snon-2xx %s", e ? ", " : "", $NF)}
+           END {print e ? e : "0"}' "$1" ;;
+  esac
+}
+
+sql() { timeout 60 "${ADMIN[@]}" -N -B "$DB_NAME" -e "$1"; }  # sql QUERY: tab-separated rows, no header (after ensure_bench_database)
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
