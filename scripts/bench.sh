@@ -112,10 +112,8 @@ trap 'exit 143' TERM
 
 
 # --- fixtures ------------------------------------------------------------------------------------------------
-ensure_bench_database
+prepare_bench_database
 cd "$ROOT"
-timeout 120 "$PY" scripts/manage.py migrate >"$WORK/migrate.out" 2>&1 \
-  || { cat "$WORK/migrate.out" >&2; die "manage.py migrate failed"; }
 
 # --- servers ---------------------------------------------------------------------------------------------
 port_in_use "$PORT_APP" && die "port $PORT_APP is taken (server.py binds with SO_REUSEPORT and would share it)"

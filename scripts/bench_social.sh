@@ -155,10 +155,8 @@ trap 'exit 143' TERM
 
 
 # --- database, schema, fixtures ---------------------------------------------------------------------------
-ensure_bench_database
+prepare_bench_database
 cd "$ROOT"
-timeout 120 "$PY" scripts/manage.py migrate >"$WORK/migrate.out" 2>&1 \
-  || { cat "$WORK/migrate.out" >&2; die "manage.py migrate failed"; }
 echo "setting up fixtures (the first run creates the robots: ~20 s per 100,000) ..." >&2
 timeout 600 "$PY" scripts/bench_social_setup.py --out "$FX" --robots "$ROBOTS" --viewer-swipes "$VIEWER_SWIPES" \
   --swipers "$SWIPERS" 2>"$WORK/setup.err" || { cat "$WORK/setup.err" >&2; die "bench_social_setup.py failed"; }

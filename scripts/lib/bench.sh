@@ -80,3 +80,9 @@ ensure_bench_database() {  # creates MYSQL_URL's database if missing and grants 
     done
   fi
 }
+
+prepare_bench_database() {  # the database (see ensure_bench_database) and its schema; needs PY, ROOT, WORK
+  ensure_bench_database
+  timeout 120 "$PY" "$ROOT/scripts/manage.py" migrate >"$WORK/migrate.out" 2>&1 \
+    || { cat "$WORK/migrate.out" >&2; die "manage.py migrate failed"; }
+}
