@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What the benchmark scripts share: stopping what they started, waiting for a server, the bench database.
-# Sourced by scripts/bench.sh, bench_social.sh and bench_stack.sh; only functions, which read die(), BENCH_NAME,
-# WORK, KEEP_LOGS and MYSQL_URL from the script when they are called.
+# Sourced by scripts/bench.sh (the full stack) and scripts/bench_social.sh (one process); only functions, which
+# read die(), BENCH_NAME, WORK, KEEP_LOGS and MYSQL_URL from the script when they are called.
 
 stop_pid() {  # stop_pid PID NAME: SIGTERM, wait up to 5 s, then SIGKILL
   local pid=$1 name=$2
