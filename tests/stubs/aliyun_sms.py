@@ -3,16 +3,31 @@
 It checks each request the way Aliyun does for ACS3-HMAC-SHA256 (headers, nonce, body hash, signature)
 with its own implementation, not the SDK's, so a signing mistake on our side shows up as a rejection.
 Runs on tornado in the test's own asyncio loop, on 127.0.0.1 and a free port, optionally over TLS.
+
+Command-line mode, for benchmarks that run ``server.py`` with the aliyun backend (run from the repository root)::
+
+    python -m tests.stubs.aliyun_sms --port P --access-key-id X --access-key-secret Y --codes-dir D
+
+listens on 127.0.0.1:P only; every verified SendSms writes its code to the file ``D/<phone>`` (atomically: a
+temporary name, then ``os.replace``) before it answers 200, and keeps no per-message list in memory. SIGTERM or
+SIGINT stops it; it then prints ``aliyun_sms stub: requests=N sent=N rejected=N`` on stderr and exits 0.
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
+import os
 import re
+import signal
 import socket
 import ssl
+import sys
+import tempfile
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -25,6 +40,10 @@ import tornado.web
 
 ALGORITHM = "ACS3-HMAC-SHA256"
 MAX_CLOCK_SKEW = timedelta(minutes=15)
+# A nonce can only be replayed while its signed x-acs-date is within MAX_CLOCK_SKEW of now, i.e. at most twice
+# the skew after it was first seen; older ones are forgotten, so a long-running stub stays bounded in memory.
+NONCE_MEMORY = 2 * MAX_CLOCK_SKEW.total_seconds() + 60
+_PHONE_FILE_NAME = re.compile(r"[0-9]{5,20}")
 _AUTH_RE = re.compile(rf"^{ALGORITHM} Credential=([^,]*),SignedHeaders=([^,]*),Signature=([0-9a-f]*)$")
 
 
@@ -43,7 +62,9 @@ class AliyunSmsStub:
     """Speaks SendSms (2017-05-25); ``mode`` picks the outcome of requests that pass verification."""
 
     def __init__(self, access_key_id: str, access_key_secret: str, *,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, codes_dir: str | None = None) -> None:
+        """``codes_dir``: write each delivered code to ``codes_dir/<phone>`` instead of keeping ``received``
+        and ``rejected`` lists (rejections then go to stderr); the command-line mode uses it."""
         self.access_key_id = access_key_id
         self.access_key_secret = access_key_secret
         self.ssl_context = ssl_context
@@ -52,20 +73,23 @@ class AliyunSmsStub:
         self.received: list[dict[str, Any]] = []
         self.rejected: list[dict[str, Any]] = []
         self.request_count = 0
+        self.sent_count = 0
+        self.rejected_count = 0
+        self.codes_dir = codes_dir
         self.last_raw: dict[str, Any] | None = None   # method, uri, headers, body of the last request
         self.port = 0
         self.endpoint = ""
-        self._nonces: set[str] = set()
+        self._nonces: dict[str, float] = {}   # nonce -> monotonic time first seen, oldest first
         self._server: tornado.httpserver.HTTPServer | None = None
         self._stopping = asyncio.Event()
 
-    async def start(self) -> None:
+    async def start(self, port: int = 0) -> None:
         if self.ssl_context is not None:
             # Tornado builds this default client context lazily on the first accepted TLS connection (~30 ms
             # of blocking); build it now so a loop-stall test does not blame the client for the stub's work.
             tornado.netutil._client_ssl_defaults()
         app = tornado.web.Application([(r".*", _Handler, {"stub": self})], log_function=lambda _: None)
-        sockets = tornado.netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
+        sockets = tornado.netutil.bind_sockets(port, "127.0.0.1", family=socket.AF_INET)
         self._server = tornado.httpserver.HTTPServer(app, ssl_options=self.ssl_context)
         self._server.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
@@ -94,8 +118,13 @@ class AliyunSmsStub:
         try:
             params = self._verify(request)
         except _Refused as refused:
-            self.rejected.append({"reason": f"{refused.code}: {refused.message}", "code": refused.code,
-                                  "status": refused.status})
+            self.rejected_count += 1
+            if self.codes_dir is None:
+                self.rejected.append({"reason": f"{refused.code}: {refused.message}", "code": refused.code,
+                                      "status": refused.status})
+            else:
+                print(f"aliyun_sms stub: rejected ({refused.status}) {refused.code}: {refused.message}",
+                      file=sys.stderr, flush=True)
             return refused.status, {"Code": refused.code, "Message": refused.message, "RequestId": request_id}
         if self.mode == "business_error":
             return 200, {"Code": "isv.BUSINESS_LIMIT_CONTROL", "Message": "触发分钟级流控Permits:1",
@@ -108,9 +137,37 @@ class AliyunSmsStub:
                 await asyncio.wait_for(self._stopping.wait(), self.slow_delay)
             except asyncio.TimeoutError:
                 pass
-        self.received.append(params)
+        self.sent_count += 1
+        if self.codes_dir is None:
+            self.received.append(params)
+        else:
+            self._write_code(params["phone"], params["code"])
         return 200, {"Code": "OK", "Message": "OK", "BizId": f"{uuid.uuid4().int % 10**18}^0",
                      "RequestId": request_id}
+
+    def _write_code(self, phone: str, code: str) -> None:
+        """``codes_dir/<phone>`` holds the code; a reader sees the old file, none, or the whole new one."""
+        assert self.codes_dir is not None
+        fd, tmp = tempfile.mkstemp(prefix=f".{phone}.", dir=self.codes_dir)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(code)
+            os.replace(tmp, os.path.join(self.codes_dir, phone))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def _remember_nonce(self, nonce: str) -> None:
+        now = time.monotonic()
+        while self._nonces:
+            oldest, seen = next(iter(self._nonces.items()))
+            if now - seen < NONCE_MEMORY:
+                break
+            del self._nonces[oldest]
+        if nonce in self._nonces:
+            raise _Refused(400, "SignatureNonceUsed", "Specified signature nonce was used already.")
+        self._nonces[nonce] = now
 
     def _verify(self, request: tornado.httputil.HTTPServerRequest) -> dict[str, Any]:
         headers = request.headers
@@ -130,10 +187,11 @@ class AliyunSmsStub:
         if headers.get("x-acs-content-sha256") != body_hash:
             raise _Refused(400, "InvalidContentSha256", "x-acs-content-sha256 does not match the body.")
         self._check_signature(request, body_hash)
-        if nonce in self._nonces:
-            raise _Refused(400, "SignatureNonceUsed", "Specified signature nonce was used already.")
-        self._nonces.add(nonce)
-        return self._params(request)
+        self._remember_nonce(nonce)
+        params = self._params(request)
+        if self.codes_dir is not None and not _PHONE_FILE_NAME.fullmatch(params["phone"]):
+            raise _Refused(400, "isv.MOBILE_NUMBER_ILLEGAL", "One phone number of digits only, please.")
+        return params
 
     @staticmethod
     def _check_date(raw: str) -> None:
@@ -199,3 +257,38 @@ class _Handler(tornado.web.RequestHandler):
 
     def check_xsrf_cookie(self) -> None:
         pass
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    stub = AliyunSmsStub(args.access_key_id, args.access_key_secret, codes_dir=args.codes_dir)
+    await stub.start(args.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"aliyun_sms stub: listening on {stub.endpoint}, codes in {args.codes_dir}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await stub.stop()
+        print(f"aliyun_sms stub: requests={stub.request_count} sent={stub.sent_count} "
+              f"rejected={stub.rejected_count}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.stubs.aliyun_sms",
+                                     description="Aliyun SendSms stand-in on 127.0.0.1 that writes codes to files.")
+    parser.add_argument("--port", type=int, required=True, help="TCP port on 127.0.0.1")
+    parser.add_argument("--access-key-id", required=True)
+    parser.add_argument("--access-key-secret", required=True)
+    parser.add_argument("--codes-dir", required=True, help="existing directory; a code goes to CODES_DIR/<phone>")
+    args = parser.parse_args(argv)
+    if not 0 < args.port < 65536:
+        parser.error("--port must be 1..65535")
+    if not os.path.isdir(args.codes_dir):
+        parser.error(f"--codes-dir {args.codes_dir!r} is not a directory")
+    asyncio.run(_serve(args))
+
+
+if __name__ == "__main__":
+    main()
