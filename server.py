@@ -28,6 +28,7 @@ from handlers import auth, avatar, metrics, profile, service, social, vip
 from handlers.base import InFlight, NotFoundHandler, access_log
 from models import db, init_db
 from services import jobs, keys, ratelimit
+from services.local_cache import LocalCaches
 from services.redis_client import build_redis
 from services.sms import SmsSender, build_sms_sender
 from services.storage import Storage, build_storage
@@ -47,14 +48,22 @@ def log_request(handler: web.RequestHandler) -> None:
 
 def make_app(settings: Settings, *, redis: Redis, sms: SmsSender, in_flight: InFlight | None = None,
              storage: Storage | None = None) -> web.Application:
+    """The application; its local caches stay off until ``start_local_caches`` (they need a running loop)."""
     media = avatar.media_routes(settings)   # local storage: Tornado serves the files when run without nginx
     metrics.name_routes([(pattern, handler) for pattern, handler, _ in media])
     return web.Application(
         [*ROUTES, *media], default_handler_class=NotFoundHandler, log_function=log_request,
         compress_response=False, swiper_settings=settings, redis=redis, sms=sms, in_flight=in_flight or InFlight(),
         storage=storage or build_storage(settings),
-        rate_fallback=ratelimit.LocalWindows(),
+        rate_fallback=ratelimit.LocalWindows(), local_caches=LocalCaches(ttl=settings.local_cache_ttl),
     )
+
+
+def start_local_caches(app: web.Application) -> LocalCaches:
+    caches: LocalCaches = app.settings["local_caches"]
+    caches.start(app.settings["redis"])
+    metrics.watch_local_caches(caches)
+    return caches
 
 
 def configure_logging(settings: Settings) -> None:
@@ -94,10 +103,12 @@ async def serve(settings: Settings, port: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     periodic = start_periodic_jobs(settings, redis)
+    local_caches = start_local_caches(app)
     log.info("listening on %s:%d (env=%s, sms=%s)", settings.host, port, settings.env, settings.sms_backend)
     await stopping.wait()
     periodic.stop()
     await drain(server, in_flight, settings.drain_timeout, sockets)
+    await local_caches.stop()
     await sms.aclose()
     await storage.aclose()
     await redis.aclose()

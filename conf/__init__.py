@@ -90,6 +90,7 @@ class Settings:
 
     max_json_body: int = 64 * 1024
     profile_cache_ttl: int = 3600
+    local_cache_ttl: float = 10.0  # seconds a process keeps revocations and accounts it read; 0: off
     drain_timeout: float = 10.0
     job_period: int = 60
     slow_callback_ms: int = 0  # > 0: asyncio debug mode, logging every loop step slower than this
@@ -138,6 +139,15 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
         value = kind(raw)
         if value <= 0:
             raise ValueError("must be positive")
+        return value
+    return check
+
+
+def _non_negative(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def check(raw: str) -> Any:
+        value = kind(raw)
+        if not value >= 0:
+            raise ValueError("must be 0 or more")
         return value
     return check
 
@@ -194,6 +204,8 @@ def _parser_for(f: dataclasses.Field) -> Callable[[str], Any]:
         return _bool
     if f.type == "int" and f.name == "slow_callback_ms":
         return int
+    if f.name == "local_cache_ttl":
+        return _non_negative(float)
     if f.type == "int":
         return _positive(int)
     if f.type == "float":

@@ -14,6 +14,7 @@ from tornado import httputil, web
 from conf import Settings
 from services import accounts, jsoncodec, ratelimit, tokens, vip
 from services.accounts import Account
+from services.local_cache import LocalCaches
 from services.errors import (AppError, InternalError, InvalidParamsError, MethodNotAllowedError,
                              NotAuthenticatedError, NotFoundError, PayloadTooLargeError, as_unavailable)
 from services.sms import SmsSender
@@ -48,7 +49,7 @@ class BaseHandler(web.RequestHandler):
         self.user_id: int | None = None
         self.claims: tokens.AccessClaims | None = None
         self._account: Account | None = None
-        self._prefetched: list | None = None  # the account's cache entry, read along with the revocation check
+        self._prefetched: accounts.Prefetched | None = None  # the account's cache entry, read with the revocation
         self._rate_headers: dict[str, str] = {}
         self._body_chunks: list[bytes] = []
         self._body_size = 0
@@ -74,6 +75,10 @@ class BaseHandler(web.RequestHandler):
     @property
     def rate_fallback(self) -> ratelimit.LocalWindows:
         return self.application.settings["rate_fallback"]
+
+    @property
+    def local_caches(self) -> LocalCaches:
+        return self.application.settings["local_caches"]
 
     @property
     def in_flight(self) -> InFlight:
@@ -142,8 +147,8 @@ class BaseHandler(web.RequestHandler):
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer":
             token = ""
-        self.claims, self._prefetched = await accounts.authenticate(redis=self.redis, settings=self.settings_obj,
-                                                                    access_token=token.strip())
+        self.claims, self._prefetched = await accounts.authenticate(
+            redis=self.redis, settings=self.settings_obj, access_token=token.strip(), local=self.local_caches)
         self.user_id = self.claims.user_id
 
     async def current_account(self) -> Account:
@@ -151,8 +156,9 @@ class BaseHandler(web.RequestHandler):
         assert self.user_id is not None
         if self._account is None:
             try:
-                self._account = await accounts.load_account(redis=self.redis, settings=self.settings_obj,
-                                                            user_id=self.user_id, prefetched=self._prefetched)
+                self._account = await accounts.load_account(
+                    redis=self.redis, settings=self.settings_obj, user_id=self.user_id, prefetched=self._prefetched,
+                    local=self.local_caches)
             except NotFoundError:
                 raise NotAuthenticatedError("The account no longer exists.") from None
         return self._account

@@ -14,7 +14,7 @@ class RecommendationsHandler(BaseHandler):
         """A page of the feed (no cursor: people shown but not swiped may come again)."""
         limit = self.query_limit(default=10)
         account = await self.current_account()
-        await mark_active(redis=self.redis, user_id=account.user.id)
+        await mark_active(redis=self.redis, user_id=account.user.id, local=self.local_caches)
         users = await recommendations.recommend(redis=self.redis, settings=self.settings_obj, account=account,
                                                 limit=limit)
         self.ok({"items": [public_view(user, self.settings_obj) for user in users]})
@@ -36,7 +36,7 @@ class SwipesHandler(BaseHandler):
         account = await self.current_account()
         result = await swipes.record_swipe(redis=self.redis, settings=self.settings_obj, account=account,
                                            target_id=target_id, action=action)
-        await mark_active(redis=self.redis, user_id=account.user.id)
+        await mark_active(redis=self.redis, user_id=account.user.id, local=self.local_caches)
         self.ok({"matched": result.matched, "likes_remaining": result.likes_remaining,
                  "resets_at": result.resets_at})
 

@@ -14,11 +14,13 @@ from conf import Settings
 from models import Preferences, User, db
 from models.base import utcnow
 from services import keys, model_cache, tokens
+from services.local_cache import MISSING, LocalCaches
 from services.errors import NotAuthenticatedError, NotFoundError
 from services.tokens import AccessClaims
 
 log = logging.getLogger("swiper.accounts")
 _NICKNAME_ALPHABET = string.ascii_lowercase + string.digits
+ACTIVE_MARK_SECONDS = 300
 
 
 @dataclass
@@ -44,26 +46,62 @@ async def _fetch(user_id: int) -> Account:
     return Account(user=user, prefs=prefs or Preferences(user=user_id))
 
 
-async def load_account(*, redis: Redis, settings: Settings, user_id: int, prefetched: list | None = None) -> Account:
-    """The user and preferences rows, from the cache when it holds them."""
-    return await model_cache.read_through(
-        redis=redis, name="User", pk=user_id, ttl=settings.profile_cache_ttl,
-        load=lambda: _fetch(user_id), encode=_encode, decode=_decode, prefetched=prefetched)
+@dataclass
+class Prefetched:
+    """The account's cache entry, read in the same Redis round trip as the revocation check."""
+    entry: list  # what ``model_cache.queue_read`` fetched
+    snapshot: int  # the local cache's epoch before that read (``LocalCache.snapshot``)
 
 
-async def authenticate(*, redis: Redis, settings: Settings, access_token: object) -> tuple[AccessClaims, list]:
-    """Check the token and, in the same Redis round trip, fetch the account's cache entry (most requests need it).
+def _local_copy(account: Account) -> Account:
+    return Account(user=model_cache.clone(account.user), prefs=model_cache.clone(account.prefs))
+
+
+async def load_account(*, redis: Redis, settings: Settings, user_id: int, prefetched: Prefetched | None = None,
+                       local: LocalCaches | None = None) -> Account:
+    """The user and preferences rows: from this process's copy, else Redis's cache, else MySQL.
+
+    Callers may change what they get: the local cache only ever hands out and keeps copies.
+    """
+    key = str(user_id)
+    if local is not None:
+        hit = local.accounts.get(key)
+        if hit is not MISSING:
+            return _local_copy(hit)
+    snapshot = prefetched.snapshot if prefetched is not None else local.accounts.snapshot() if local else -1
+    account = await model_cache.read_through(
+        redis=redis, name=LocalCaches.ACCOUNTS, pk=user_id, ttl=settings.profile_cache_ttl,
+        load=lambda: _fetch(user_id), encode=_encode, decode=_decode,
+        prefetched=prefetched.entry if prefetched is not None else None)
+    if local is not None:
+        local.accounts.store(key, _local_copy(account), snapshot)
+    return account
+
+
+async def authenticate(*, redis: Redis, settings: Settings, access_token: object,
+                       local: LocalCaches | None = None) -> tuple[AccessClaims, Prefetched | None]:
+    """Check the token and its family's revocation; most requests then need the account, so when it has to come
+    from Redis it is read in the same round trip. With both in this process's copies there is no round trip.
 
     Returns the claims and what ``load_account(prefetched=...)`` takes.
     """
     claims = tokens.decode_access(settings, access_token)
+    known_live = local is not None and local.revocations.get(claims.family) is True
+    if known_live and local is not None and local.accounts.get(str(claims.user_id)) is not MISSING:
+        return claims, None
+    revocation_snapshot = local.revocations.snapshot() if local is not None else -1
+    account_snapshot = local.accounts.snapshot() if local is not None else -1
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.exists(keys.auth_revoked(claims.family))
-        model_cache.queue_read(pipe, name="User", pk=claims.user_id)
-        revoked, prefetched = await pipe.execute()
-    if revoked:
-        raise NotAuthenticatedError("The session has ended.")
-    return claims, prefetched
+        if not known_live:
+            pipe.exists(keys.auth_revoked(claims.family))
+        model_cache.queue_read(pipe, name=LocalCaches.ACCOUNTS, pk=claims.user_id)
+        results = await pipe.execute()
+    if not known_live:
+        if results[0]:
+            raise NotAuthenticatedError("The session has ended.")
+        if local is not None:
+            local.revocations.store(claims.family, True, revocation_snapshot)
+    return claims, Prefetched(entry=results[-1], snapshot=account_snapshot)
 
 
 async def forget_account(*, redis: Redis, user_id: int) -> None:
@@ -104,13 +142,19 @@ async def load_users(user_ids: list[int]) -> dict[int, User]:
     return {row.id: row for row in rows}
 
 
-async def mark_active(*, redis: Redis, user_id: int) -> None:
+async def mark_active(*, redis: Redis, user_id: int, local: LocalCaches | None = None) -> None:
     """Keep ``last_active_at`` fresh for the feed's order, writing it at most once per five minutes.
 
-    Best effort: it only orders the feed, so failing it must never fail (or seem to fail) the request.
+    Best effort: it only orders the feed, so failing it must never fail (or seem to fail) the request. A process
+    that asked Redis for this user in the last minute does not ask again (``LocalCaches.recently_active``).
     """
+    key = str(user_id)
+    if local is not None:
+        if local.recently_active.get(key) is not MISSING:
+            return
+        local.recently_active.store(key, True, local.recently_active.snapshot())
     try:
-        if await redis.set(keys.active(user_id), "1", ex=300, nx=True):
+        if await redis.set(keys.active(user_id), "1", ex=ACTIVE_MARK_SECONDS, nx=True):
             await User.update(last_active_at=utcnow()).where(User.id == user_id).aio_execute()
     except (RedisError, peewee.DatabaseError, OSError) as exc:
         log.info("could not mark user %s active: %s", user_id, exc)

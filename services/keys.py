@@ -19,6 +19,7 @@
 | active:<id>                 | string | 5 min; throttles last_active_at writes       |
 | job:<name>:<period>         | string | 2 periods; the one process that runs a periodic job |
 | rl:<scope>:<identity>       | int    | settings.rate_limit_window from the identity's first request |
+| invalidate                  | channel | pub/sub: `<cache>\t<key>` of a changed revocation or account (services/local_cache.py) |
 """
 from __future__ import annotations
 
@@ -92,3 +93,7 @@ def job_run(name: str, period: int) -> str:
 
 def rate_limit(scope: str, identity: str) -> str:
     return f"{_prefix}rl:{scope}:{identity}"
+
+
+def invalidation_channel() -> str:
+    return f"{_prefix}invalidate"

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from services import jsoncodec, keys
 
 T = TypeVar("T")
+M = TypeVar("M", bound=peewee.Model)
 
 _STORE_IF_UNCHANGED = """
 local current = redis.call('GET', KEYS[2]) or '0'
@@ -40,6 +41,15 @@ def rows_from_json(raw: str, *models: type[peewee.Model]) -> list[peewee.Model]:
         fields = data[model.__name__]
         rebuilt.append(model(**{f.name: f.python_value(fields.get(f.name)) for f in model._meta.sorted_fields}))
     return rebuilt
+
+
+def clone(instance: M) -> M:
+    """A copy sharing nothing mutable with the original (peewee keeps a row's values in ``__data__``)."""
+    copy = type(instance).__new__(type(instance))
+    copy.__data__ = dict(instance.__data__)
+    copy._dirty = set(instance._dirty)
+    copy.__rel__ = {}
+    return copy
 
 
 def _encode(value: Any) -> Any:
@@ -70,10 +80,11 @@ async def read_through(*, redis: Redis, name: str, pk: int, ttl: int, load: Call
 
 
 async def invalidate(*, redis: Redis, name: str, pk: int) -> None:
-    """Call after the write has committed."""
+    """Call after the write has committed; also tells every process to drop its local copy (``local_cache``)."""
     version_key = keys.model_cache_version(name, pk)
     async with redis.pipeline(transaction=True) as pipe:
         pipe.incr(version_key)
         pipe.expire(version_key, _VERSION_TTL)
         pipe.delete(keys.model_cache(name, pk))
+        pipe.publish(keys.invalidation_channel(), f"{name}\t{pk}")
         await pipe.execute()

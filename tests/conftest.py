@@ -21,6 +21,7 @@ from pathlib import Path
 import pymysql
 import pytest
 from redis.asyncio import Redis
+from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
@@ -31,7 +32,7 @@ from conf import Settings, load_settings, parse_mysql_url  # noqa: E402
 from handlers.base import InFlight  # noqa: E402
 from models import db, init_db  # noqa: E402
 from models.migrations import migrate  # noqa: E402
-from server import MAX_UPLOAD_BODY, make_app  # noqa: E402
+from server import MAX_UPLOAD_BODY, make_app, start_local_caches  # noqa: E402
 from models import Preferences, User  # noqa: E402
 from models.base import utcnow  # noqa: E402
 from services import keys, tokens  # noqa: E402
@@ -155,21 +156,32 @@ async def _clean_redis(request: pytest.FixtureRequest):
         client = request.getfixturevalue("redis")
         settings = request.getfixturevalue("settings")
         await _delete_prefixed(client, settings.redis_prefix)
+    if "app_url" in request.fixturenames:  # what the app's process remembers goes with what Redis held
+        request.getfixturevalue("app").settings["local_caches"].clear()
 
 
 @pytest.fixture(scope="session")
-async def app_url(settings: Settings, schema: None, redis: Redis) -> str:
+async def app(settings: Settings, schema: None, redis: Redis) -> web.Application:
+    """The in-process application, local caches on (as in production) once its subscription is confirmed."""
     sms = build_sms_sender(settings)
     app_redis = build_redis(settings)
     app = make_app(settings, redis=app_redis, sms=sms, in_flight=InFlight())
+    caches = start_local_caches(app)
+    await asyncio.wait_for(caches.live.wait(), 10)
+    yield app
+    await caches.stop()
+    await app_redis.aclose()
+    await sms.aclose()
+
+
+@pytest.fixture(scope="session")
+async def app_url(app: web.Application) -> str:
     sockets = bind_sockets(0, "127.0.0.1")
     server = HTTPServer(app, max_body_size=MAX_UPLOAD_BODY)
     server.add_sockets(sockets)
     yield f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
     server.stop()
     await server.close_all_connections()
-    await app_redis.aclose()
-    await sms.aclose()
 
 
 @pytest.fixture

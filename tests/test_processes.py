@@ -100,14 +100,28 @@ async def test_dead_mysql_is_503_keeps_the_code_and_recovers(proxied_server, sms
     assert patched.status == 200 and patched.data["location"] == "北京"
 
 
+async def wait_for_local_caches(client: Client) -> None:
+    """Until the process's invalidation subscription is confirmed (its local caches serve reads only then)."""
+    deadline = time.monotonic() + 10
+    while "swiper_local_caches_live 1.0" not in (await client.get("/metrics")).body.decode():
+        assert time.monotonic() < deadline, "local caches never went live"
+        await asyncio.sleep(0.05)
+
+
 async def test_logout_in_one_process_is_seen_by_another(settings, schema, sms_stub):
     first, second = ServerProcess(server_env(settings)), ServerProcess(server_env(settings))
     await asyncio.gather(first.start(), second.start())
     try:
         a, b = Client(first.base_url), Client(second.base_url)
+        await wait_for_local_caches(a)
+        await wait_for_local_caches(b)
         session = await login_via(a, sms_stub)
         token = session["access_token"]
-        assert (await b.get("/api/v1/profile", token=token)).status == 200
+        for _ in range(2):  # the second answer comes from b's local copies (no Redis read)
+            assert (await b.get("/api/v1/profile", token=token)).data["location"] is None
+        # a write in one process is seen by the next read in the other, local copies or not
+        assert (await a.patch("/api/v1/profile", {"location": "北京"}, token=token)).status == 200
+        assert (await b.get("/api/v1/profile", token=token)).data["location"] == "北京"
         assert (await a.delete("/api/v1/sessions/current", token=token)).status == 200
         assert_error(await b.get("/api/v1/profile", token=token), 401, "not_authenticated")
         assert_error(await b.put("/api/v1/sessions/current", {"refresh_token": session["refresh_token"]}), 401,

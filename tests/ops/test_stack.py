@@ -72,7 +72,9 @@ def test_the_stack_runs_from_the_repository_config(stack: Deployment) -> None:
     status = stack.script("status.sh")
     assert status.returncode == 0, status.stdout + status.stderr
     assert "status: serving" in status.stdout
-    supervisor = stack.supervisorctl("status")
+    deadline = time.monotonic() + 5  # supervisor says RUNNING once a process has lived startsecs (1 s)
+    while (supervisor := stack.supervisorctl("status")).count("RUNNING") < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert supervisor.count("RUNNING") == 2, supervisor
     logs = {p.name for p in (stack.target / "var" / "log").iterdir()}
     assert {"swiper_01.out.log", "swiper_01.err.log", "swiper_02.out.log", "swiper_02.err.log"} <= logs
