@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole production stack under load: supervisor + 2 server.py processes + nginx, as scripts/start.sh runs it,
-# against a bare Tornado ceiling behind the same nginx. Run with --help for the options.
+# THE benchmark: the whole production stack under load (supervisor + 2 server.py processes + nginx, as
+# scripts/start.sh runs it) against a bare Tornado ceiling behind the same nginx: profile, feed, swipes and the
+# login path (the real Aliyun SMS SDK against a local stub). Run with --help for the options.
 set -euo pipefail
 
 usage() {
@@ -16,18 +17,25 @@ in the copy and the repository's own var/ and any stack running from it are left
   - nginx (the copy's nginx.conf template, rendered by start.sh) on 127.0.0.1:BASE+2N+1;
   - the ceiling: scripts/bench_bare.py as N processes on 127.0.0.1:BASE+N+1..BASE+2N, behind the SAME nginx
     master/workers on 127.0.0.1:BASE+2N+2 through a second server block that is a copy of Swiper's server
-    block (same proxy, keep-alive, gzip and access-log settings), with its own upstream "bare" (same keepalive).
+    block (same proxy, keep-alive, gzip and access-log settings), with its own upstream "bare" (same keepalive);
+  - the Aliyun SMS stub (python -m tests.stubs.aliyun_sms, run from this repository; it verifies every
+    request's ACS3 signature) on 127.0.0.1:BASE+2N+4. The server processes use SWIPER_SMS_BACKEND=aliyun, so
+    codes go through the real Aliyun SDK to it, and it writes each code to a file the login script reads.
 Fixtures are scripts/bench_social_setup.py's (robots, a viewer whose feed steps over his swipes, swipers) plus
-one token from scripts/bench_token.py. Then, through nginx, wrk --latency with C connections (each measured run
-after a 3 s warm-up):
+one token from scripts/bench_token.py; the previous run's login users (phones 155xxxxxxxx) are deleted from
+MySQL, with their Redis keys, so every run logs in new users. Then, through nginx, wrk --latency with C
+connections (each measured run after a 3 s warm-up):
   1. the bare ceiling GET /;
   2. GET /api/v1/profile (valid token);
   3. GET /api/v1/recommendations?limit=10 (the viewer);
   4. POST /api/v1/swipes (scripts/lua/swipes.lua: every request a new pair); afterwards the new swipe rows in
-     MySQL must equal the 2xx answers (a surplus up to C is requests in flight when wrk stopped).
-The login path (sms-codes + sessions) is NOT measured by this script (said so in the output).
+     MySQL must equal the 2xx answers (a surplus up to C is requests in flight when wrk stopped);
+  5. login (scripts/lua/login.lua): POST /api/v1/sms-codes for a new phone, then POST /api/v1/sessions with
+     the code the stub received, every phone once; the row counts both kinds of request. Every answer must be
+     2xx with the expected body, and there must be logins.
 Prints one markdown table: path | req/s | p50 | p99 | errors | ratio to ceiling, then the resident memory
-(VmRSS) of every server process idle (before any load) and after the runs.
+(VmRSS) of every server process idle (before any load) and after the runs, then the swipe and login checks;
+exits non-zero (after printing) if either check failed.
 
 Options:
   --duration S       seconds per measured wrk run (default 15; max 600)
@@ -45,9 +53,11 @@ Options:
 Fixtures as scripts/bench_social.sh: MySQL SWIPER_BENCH_MYSQL_URL (default
 mysql://root:@127.0.0.1:3306/swiper_bench, created/migrated if needed), Redis SWIPER_BENCH_REDIS_URL (default
 redis://127.0.0.1:6379/14) with prefix swiper_bench:. The processes read a private env file in the copy:
-SWIPER_ENV=dev SWIPER_SMS_BACKEND=console SWIPER_LOG_LEVEL=WARNING SWIPER_RATE_LIMIT_ENABLED=false
-SWIPER_DRAIN_TIMEOUT=2. Only 127.0.0.1 is listened on and loaded. Everything started (supervisord, its
-processes, nginx, the bare processes) is stopped on exit, also on failure or Ctrl-C (trap).
+SWIPER_ENV=dev SWIPER_LOG_LEVEL=WARNING SWIPER_RATE_LIMIT_ENABLED=false SWIPER_DRAIN_TIMEOUT=2,
+SWIPER_SMS_BACKEND=aliyun with the stub's endpoint (http) and a key made up for the run, and the per-phone and
+per-IP SMS limits raised (SWIPER_SMS_HOUR_LIMIT, _DAY_LIMIT, _IP_DAY_LIMIT) so they never throttle the run.
+Only 127.0.0.1 is listened on and loaded. Everything started (supervisord, its processes, nginx, the bare
+processes, the SMS stub) is stopped on exit, also on failure or Ctrl-C (trap).
 EOF
 }
 
@@ -103,9 +113,9 @@ for tool in wrk curl timeout jq rsync nginx; do
     || die "$tool is required (apt-get install $tool)"
 done
 
-# --- ports: one block of 2N+3 free ports below the ephemeral range ------------------------------------------
+# --- ports: one block of 2N+4 free ports below the ephemeral range ------------------------------------------
 read -r EPH_LOW _ </proc/sys/net/ipv4/ip_local_port_range
-NPORTS=$(( 2 * PROCS + 3 ))
+NPORTS=$(( 2 * PROCS + 4 ))
 block_free() {
   local p
   (( $1 + NPORTS < EPH_LOW )) || return 1
@@ -126,17 +136,27 @@ fi
 HTTP_PORT=$(( BASE_PORT + 2 * PROCS + 1 ))
 BARE_HTTP_PORT=$(( BASE_PORT + 2 * PROCS + 2 ))
 HTTPS_PORT=$(( BASE_PORT + 2 * PROCS + 3 ))  # not listened on (SWIPER_TLS=off); start.sh wants a port
+SMS_PORT=$(( BASE_PORT + 2 * PROCS + 4 ))    # the Aliyun SMS stub
 
 # --- settings: the bench's database, Redis db and prefix; one set for the processes and the Python steps -----
 MYSQL_URL=${SWIPER_BENCH_MYSQL_URL:-mysql://root:@127.0.0.1:3306/swiper_bench}
 REDIS_URL=${SWIPER_BENCH_REDIS_URL:-redis://127.0.0.1:6379/14}
-ACCESS_TTL=$(( 8 * (DURATION + WARMUP) + 1800 ))
+ACCESS_TTL=$(( 10 * (DURATION + WARMUP) + 1800 ))
+STUB_KEY_ID=LTAI-bench-stub
+STUB_KEY_SECRET=bench-stub-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 SETTINGS=(
   "SWIPER_ENV=dev"
   "SWIPER_MYSQL_URL=$MYSQL_URL"
   "SWIPER_REDIS_URL=$REDIS_URL"
   "SWIPER_REDIS_PREFIX=swiper_bench:"
-  "SWIPER_SMS_BACKEND=console"
+  "SWIPER_SMS_BACKEND=aliyun"
+  "SWIPER_ALIYUN_ACCESS_KEY_ID=$STUB_KEY_ID"
+  "SWIPER_ALIYUN_ACCESS_KEY_SECRET=$STUB_KEY_SECRET"
+  "SWIPER_ALIYUN_SMS_ENDPOINT=127.0.0.1:$SMS_PORT"
+  "SWIPER_ALIYUN_SMS_PROTOCOL=http"
+  "SWIPER_SMS_HOUR_LIMIT=1000000"
+  "SWIPER_SMS_DAY_LIMIT=1000000"
+  "SWIPER_SMS_IP_DAY_LIMIT=1000000000"
   "SWIPER_LOG_LEVEL=WARNING"
   "SWIPER_RATE_LIMIT_ENABLED=false"
   "SWIPER_DRAIN_TIMEOUT=2"
@@ -151,7 +171,8 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/swiper-bench.XXXXXX")
 COPY=$WORK/swiper
 OUT=$WORK/out
 FX=$WORK/fixtures
-mkdir -p "$COPY" "$OUT"
+CODES=$WORK/sms-codes  # the stub writes CODES/<phone>
+mkdir -p "$COPY" "$OUT" "$CODES"
 export BENCH_NAME
 BARE_PIDS=()
 STACK_STARTED=0
@@ -172,6 +193,7 @@ stop_stack() {
 }
 SERVER_PIDS=()
 WRK_PID=""
+STUB_PID=""
 
 cleanup() {
   local rc=$?
@@ -185,6 +207,10 @@ cleanup() {
       tail -n 10 "$COPY"/var/nginx/logs/error.log >&2 2>/dev/null
     fi
     stop_stack
+  fi
+  if [[ -n $STUB_PID ]]; then  # after the servers, so none of them sees the SMS provider go away
+    [[ $rc -ne 0 ]] && tail -n 10 "$OUT/stub.err" >&2 2>/dev/null
+    stop_pid "$STUB_PID" "the SMS stub"
   fi
   if (( KEEP_LOGS )); then
     echo "logs kept in $WORK (private copy: $COPY)" >&2
@@ -243,7 +269,47 @@ TOKEN=$(timeout 60 "$PY" scripts/bench_token.py 2>"$OUT/token.err") \
   || { cat "$OUT/token.err" >&2; die "bench_token.py failed"; }
 [[ $TOKEN =~ ^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$ ]] || die "bench_token.py printed no JWT"
 
-# --- the stack ----------------------------------------------------------------------------------------------
+# The login row's users: phones 155 + 8 digits (robots are 154..., the bench users 139...). The previous run's
+# are deleted with whatever refers to them (preferences: ON DELETE CASCADE), and their Redis keys.
+LOGIN_PHONES="phone BETWEEN '15500000000' AND '15599999999'"
+LOGIN_USERS="SELECT id FROM user WHERE $LOGIN_PHONES"
+sql "$LOGIN_USERS" >"$OUT/login_user_ids" || die "could not read the previous run's login users"
+sql "DELETE FROM swipe WHERE user_id IN ($LOGIN_USERS) OR target_id IN ($LOGIN_USERS);
+     DELETE FROM \`match\` WHERE user_a IN ($LOGIN_USERS) OR user_b IN ($LOGIN_USERS);
+     DELETE FROM user WHERE $LOGIN_PHONES" || die "could not delete the previous run's login users"
+LOGIN_KEYS_DELETED=$(timeout 120 "$PY" - "$OUT/login_user_ids" 2>"$OUT/login_keys.err" <<'PY'
+import os
+import sys
+
+import redis
+
+from services import keys
+
+keys.configure(os.environ["SWIPER_REDIS_PREFIX"])
+client = redis.Redis.from_url(os.environ["SWIPER_REDIS_URL"])
+names = []
+for pattern in (keys.sms_code("155*"), keys.sms_cooldown("155*"), keys.sms_hour("155*"), keys.sms_day("155*"),
+                keys.sms_ip_day("*")):
+    names.extend(client.scan_iter(match=pattern, count=1000))
+with open(sys.argv[1]) as ids:
+    for user_id in (int(line) for line in ids if line.strip()):
+        names += [keys.model_cache("User", user_id), keys.model_cache_version("User", user_id), keys.active(user_id)]
+print(sum(client.delete(*names[i:i + 1000]) for i in range(0, len(names), 1000)))
+PY
+) || { cat "$OUT/login_keys.err" >&2; die "could not delete the previous run's login keys from Redis"; }
+say "deleted $(wc -l <"$OUT/login_user_ids") login users of the previous run and $LOGIN_KEYS_DELETED of their Redis keys"
+
+# --- the SMS stub and the stack ----------------------------------------------------------------------------
+# The stub runs from this repository (the copy has no tests/), on 127.0.0.1 only.
+"$PY" -m tests.stubs.aliyun_sms --port "$SMS_PORT" --access-key-id "$STUB_KEY_ID" \
+  --access-key-secret "$STUB_KEY_SECRET" --codes-dir "$CODES" >"$OUT/stub.out" 2>"$OUT/stub.err" &
+STUB_PID=$!
+for _ in $(seq 100); do
+  kill -0 "$STUB_PID" 2>/dev/null || { cat "$OUT/stub.err" >&2; die "the SMS stub exited during start-up"; }
+  grep -q 'listening on' "$OUT/stub.out" && break
+  sleep 0.2
+done
+port_in_use "$SMS_PORT" || die "the SMS stub did not listen on 127.0.0.1:$SMS_PORT within 20 s"
 for ((n = 1; n <= PROCS; n++)); do
   "$PY" "$ROOT/scripts/bench_bare.py" --port $(( BASE_PORT + PROCS + n )) >"$OUT/bare_$n.out" 2>"$OUT/bare_$n.err" &
   BARE_PIDS+=($!)
@@ -287,6 +353,21 @@ check_200 "$PROFILE_URL" 10 -H "Authorization: Bearer $TOKEN"
 check_200 "$FEED_URL" 4 -H "Authorization: Bearer $VIEWER_TOKEN"
 jq -e '.code == 0 and (.data.items | length) == 10' "$OUT/check.body" >/dev/null \
   || die "pre-run: the feed did not answer 10 items: $(head -c 300 "$OUT/check.body")"
+post_json() {  # post_json PATH JSON JQ-CONDITION: one POST through nginx; must be a 200 whose body satisfies it
+  local code
+  code=$(curl -s -o "$OUT/check.body" -w '%{http_code}' --max-time 10 -H 'Content-Type: application/json' \
+         --data-binary "$2" "$BASE$1" || true)
+  if [[ $code != 200 ]] || ! jq -e "$3" "$OUT/check.body" >/dev/null 2>&1; then
+    die "pre-run: POST $1 answered $code: $(head -c 300 "$OUT/check.body" 2>/dev/null)"
+  fi
+}
+CHECK_PHONE=15500000000  # below the phone ranges login.lua uses
+post_json /api/v1/sms-codes "{\"phone\":\"$CHECK_PHONE\"}" '.code == 0 and (.data.resend_after | type) == "number"'
+[[ -s $CODES/$CHECK_PHONE ]] || die "pre-run: the SMS stub wrote no code for $CHECK_PHONE: $(tail -n 3 "$OUT/stub.err")"
+CHECK_CODE=$(<"$CODES/$CHECK_PHONE")
+rm -f "$CODES/$CHECK_PHONE"
+post_json /api/v1/sessions "{\"phone\":\"$CHECK_PHONE\",\"code\":\"$CHECK_CODE\"}" \
+  '.code == 0 and (.data.access_token | type) == "string"'
 
 # --- wrk ------------------------------------------------------------------------------------------------
 swipe_rows() { sql "SELECT COUNT(*) FROM swipe WHERE user_id IN ($SWIPER_IDS)"; }
@@ -316,6 +397,7 @@ run_wrk() {  # run_wrk NAME SECONDS wrk-args...
   done
 }
 lua_count() { sed -n "s/.*swipes-lua:.* $2=\([0-9]*\).*/\1/p" "$OUT/wrk-$1.txt"; }
+login_count() { sed -n "s/.*login-lua:.* $2=\([0-9]*\).*/\1/p" "$OUT/wrk-$1.txt"; }
 
 say "running wrk ($WARMUP s warm-up + $DURATION s per path) ..."
 run_wrk bare-warm "$WARMUP" "$BARE_URL"
@@ -331,6 +413,16 @@ run_wrk swipe-warm "$WARMUP" -s "$LUA" "$SWIPE_URL" -- "$FX/swipers.tokens" "$FX
 SWIPES_BEFORE=$(settled_swipe_rows)
 run_wrk swipe "$DURATION" -s "$LUA" "$SWIPE_URL" -- "$FX/swipers.tokens" "$FX/targets.ranges" run "$THREADS"
 SWIPES_AFTER=$(settled_swipe_rows)
+# login.lua's arguments: CODES_DIR FIRST STRIDE, as offsets after "155": the warm-up's phones from 10,000,000,
+# the run's from 20,000,000, split between wrk's threads
+LOGIN_LUA=$ROOT/scripts/lua/login.lua
+run_wrk login-warm "$WARMUP" -s "$LOGIN_LUA" "$BASE/" -- "$CODES" 10000000 $(( 10000000 / THREADS ))
+if [[ $(login_count login-warm non2xx) != 0 || $(login_count login-warm badbody) != 0 \
+      || ! $(login_count login-warm sessions) -gt 0 ]]; then
+  cat "$OUT/wrk-login-warm.txt" >&2
+  die "the login warm-up had failures"
+fi
+run_wrk login "$DURATION" -s "$LOGIN_LUA" "$BASE/" -- "$CODES" 20000000 $(( 80000000 / THREADS ))
 declare -A RSS_AFTER
 for pid in "${SERVER_PIDS[@]}" "${BARE_PIDS[@]}"; do RSS_AFTER[$pid]=$(rss "$pid"); done
 
@@ -344,9 +436,18 @@ if (( SW_DIFF >= 0 && SW_DIFF <= CONNECTIONS )) && [[ $SW_WRAPPED == 0 ]]; then
 else
   SWIPE_CHECK="FAILED"
 fi
+LG_CODES=$(login_count login codes); LG_SESSIONS=$(login_count login sessions); LG_NON2XX=$(login_count login non2xx)
+LG_BAD=$(login_count login badbody); LG_PENDING=$(login_count login pending); LG_EXHAUSTED=$(login_count login exhausted)
+[[ -n $LG_SESSIONS && -n $LG_EXHAUSTED ]] || { cat "$OUT/wrk-login.txt" >&2; die "no login-lua line in wrk login"; }
+STUB_REJECTED=$(grep -c 'rejected (' "$OUT/stub.err" || true)
+if (( LG_NON2XX == 0 && LG_BAD == 0 && LG_SESSIONS > 0 && LG_EXHAUSTED == 0 && STUB_REJECTED == 0 )); then
+  LOGIN_CHECK="OK"
+else
+  LOGIN_CHECK="FAILED"
+fi
 
 # --- report -----------------------------------------------------------------------------------------------
-for name in bare profile feed swipe; do
+for name in bare profile feed swipe login; do
   echo "--- wrk: $name ---"
   cat "$OUT/wrk-$name.txt"
 done
@@ -361,6 +462,7 @@ echo
 echo "Stack: supervisord + $PROCS server.py (127.0.0.1:$((BASE_PORT + 1))..$((BASE_PORT + PROCS))) behind nginx 127.0.0.1:$HTTP_PORT;" \
      "ceiling: $PROCS bench_bare.py (127.0.0.1:$((BASE_PORT + PROCS + 1))..$((BASE_PORT + 2 * PROCS))) behind the same nginx, 127.0.0.1:$BARE_HTTP_PORT"
 echo "wrk -t $THREADS -c $CONNECTIONS -d ${DURATION}s --latency --timeout 10s, each after a ${WARMUP} s warm-up; SWIPER_LOG_LEVEL=WARNING, rate limits off"
+echo "SMS: SWIPER_SMS_BACKEND=aliyun (the real SDK) to tests/stubs/aliyun_sms.py on 127.0.0.1:$SMS_PORT (http, signatures verified); SMS limits raised"
 echo "Fixtures: $(<"$FX/summary.txt")"
 echo
 echo "| path | req/s | p50 | p99 | errors | ratio to ceiling |"
@@ -374,7 +476,7 @@ row bare "ceiling: bare Tornado \`GET /\` ($PROCS procs, same nginx)"
 row profile "\`GET /api/v1/profile\`"
 row feed "\`GET /api/v1/recommendations?limit=10\` (viewer with $VIEWER_SWIPES swipes)"
 row swipe "\`POST /api/v1/swipes\` (new pair each)"
-echo "| login: \`POST /api/v1/sms-codes\` + \`POST /api/v1/sessions\` | not measured | | | | (not implemented in this script) |"
+row login "login: \`POST /api/v1/sms-codes\` + \`POST /api/v1/sessions\` (both kinds; new phone each)"
 echo
 echo "Resident memory (VmRSS), idle = after start-up before any load, after = after all the runs:"
 echo
@@ -390,8 +492,10 @@ for ((n = 1; n <= PROCS; n++)); do
 done
 echo
 echo "Swipe check: $SWIPE_CHECK: wrk counted $(field "$OUT/wrk-swipe.txt" requests) responses, $SW_OK 2xx with code 0, $SW_NON2XX non-2xx, $SW_BAD bad bodies, $SW_WRAPPED repeated pairs; new swipe rows in MySQL: $SW_ROWS (difference $SW_DIFF; 0..$CONNECTIONS = requests in flight when wrk stopped)"
-echo "Login path (sms-codes + sessions): skipped, not implemented in this script."
+LOGINS_PER_S=$(awk -v n="$LG_SESSIONS" -v d="$DURATION" 'BEGIN {printf "%.1f", n / d}')
+echo "Login check: $LOGIN_CHECK: $LG_SESSIONS logins (sessions 2xx with an access token; $LOGINS_PER_S/s), $LG_CODES codes sent (sms-codes 2xx), $LG_NON2XX non-2xx, $LG_BAD bad bodies, $LG_PENDING phones still waiting for their login when wrk stopped, $LG_EXHAUSTED requests past a thread's phone range; the SMS stub rejected $STUB_REJECTED requests in the whole run"
 ERR_LINES=$(cat "$COPY"/var/log/swiper_*.err.log 2>/dev/null | wc -l)
 echo "server.py stderr during the run: $ERR_LINES lines"
 (( ERR_LINES == 0 )) || tail -n 10 "$COPY"/var/log/swiper_*.err.log
 [[ $SWIPE_CHECK == OK ]] || die "the swipe rows do not match the 2xx answers"
+[[ $LOGIN_CHECK == OK ]] || die "the login run had failures (see the Login check line)"
