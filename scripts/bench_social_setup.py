@@ -187,22 +187,24 @@ async def feed_sqls(viewer_id: int, swiped: list[int], settings: Settings, redis
     """The main query of ``recommend`` for the viewer (no superlikers, so it is the only SQL the feed runs), and
     two rewrites of it for comparison, each with the parameters inlined.
 
-    - ``feed``: as ``services.recommendations.recommend`` builds it.
+    - ``feed``: the walk of ``services.recommendations`` with the page's columns (the service itself reads ids
+      only, keeps them, and reads the rows by id).
     - ``feed_covering``: the same filter selecting only ``id, last_active_at`` (all in ``user_feed``, so the walk
       over the swiped users needs no row lookups) in a derived table, joined back to ``user`` for the page's rows.
     - ``feed_watermark``: the original plus ``last_active_at < <the least recently active swiped user>``: what the
       query costs when it does not have to step over the swiped users (as with a stored per-viewer position).
     """
     account = await load_account(redis=redis, settings=settings, user_id=viewer_id)
-    where = await recommendations.feed_filter(account, settings)
+    where = (await recommendations.feed_filter(account, settings)).where()
+    fields = [getattr(User, name) for name in recommendations.PAGE_COLUMNS]
     order = User.last_active_at.desc()
-    queries = {"feed": User.select(*recommendations.FEED_FIELDS).where(where).order_by(order).limit(10)}
+    queries = {"feed": User.select(*fields).where(where).order_by(order).limit(10)}
     inner = User.select(User.id, User.last_active_at).where(where).order_by(order).limit(10).alias("f")
-    queries["feed_covering"] = (User.select(*recommendations.FEED_FIELDS).join(inner, on=(User.id == inner.c.id))
+    queries["feed_covering"] = (User.select(*fields).join(inner, on=(User.id == inner.c.id))
                                 .order_by(inner.c.last_active_at.desc()))
     if swiped:
         watermark = await User.select(fn.MIN(User.last_active_at)).where(User.id.in_(swiped)).aio_scalar()
-        queries["feed_watermark"] = (User.select(*recommendations.FEED_FIELDS)
+        queries["feed_watermark"] = (User.select(*fields)
                                      .where(where & (User.last_active_at < watermark)).order_by(order).limit(10))
     return {name: inline_sql(query) for name, query in queries.items()}
 

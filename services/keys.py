@@ -17,6 +17,7 @@
 | superlikers:<id>            | zset   | none; who superliked <id> and was not swiped back yet (score: time) |
 | hot                         | zset   | none; all-time hot score per user            |
 | active:<id>                 | string | 5 min; throttles last_active_at writes       |
+| feed:<id>                   | string | recommendations.CANDIDATES_TTL; the next feed candidates' ids |
 | job:<name>:<period>         | string | 2 periods; the one process that runs a periodic job |
 | rl:<scope>:<identity>       | int    | settings.rate_limit_window from the identity's first request |
 | invalidate                  | channel | pub/sub: `<cache>\t<key>` of a changed revocation or account (services/local_cache.py) |
@@ -81,6 +82,10 @@ def superlikers(user_id: int) -> str:
 
 def hot_ranking() -> str:
     return f"{_prefix}hot"
+
+
+def feed_candidates(user_id: int) -> str:
+    return f"{_prefix}feed:{user_id}"
 
 
 def active(user_id: int) -> str:

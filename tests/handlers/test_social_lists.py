@@ -5,6 +5,8 @@ import asyncio
 
 import pytest
 
+from models import User
+from services import keys, recommendations
 from tests.conftest import unique_city
 from tests.handlers.test_swipes import swipe
 from tests.support.client import assert_error
@@ -163,3 +165,59 @@ async def test_feed_city_preference_needs_anylocation(client, make_person):
     nowhere = await make_person(city=None)
     assert (await client.get("/api/v1/recommendations", token=nowhere.token)).data["items"] == []
     assert_error(await client.get("/api/v1/recommendations?limit=0", token=free.token), 400, "invalid_params")
+
+
+async def feed_ids(client, me, limit: int = 10) -> list[int]:
+    resp = await client.get(f"/api/v1/recommendations?limit={limit}", token=me.token)
+    assert resp.status == 200, resp.body
+    return [item["id"] for item in resp.data["items"]]
+
+
+async def test_the_kept_candidates_never_outlive_a_swipe_or_a_change_of_theirs(client, make_person):
+    """The candidate list in Redis is older than what happens next; each page applies the filter again."""
+    city = unique_city()
+    me = await make_person(city=city, dating_gender="male")
+    first, second, third = [await make_person(gender="male", city=city, active_minutes_ago=m) for m in (1, 2, 3)]
+    assert await feed_ids(client, me) == [first.id, second.id, third.id]  # walks, keeps the list
+    await swipe(client, me, first, "dislike")
+    await User.update(location=unique_city()).where(User.id == second.id).aio_execute()  # moved away
+    assert await feed_ids(client, me) == [third.id]
+
+
+async def test_a_new_filter_walks_again(client, make_person, redis):
+    city = unique_city()
+    me = await make_person(city=city, dating_gender="male")
+    man = await make_person(gender="male", city=city)
+    woman = await make_person(gender="female", city=city)
+    assert await feed_ids(client, me) == [man.id]
+    resp = await client.patch("/api/v1/profile", {"preferences": {"dating_gender": "female"}}, token=me.token)
+    assert resp.status == 200, resp.body
+    assert await feed_ids(client, me) == [woman.id]
+
+
+async def test_a_used_up_list_walks_on_past_it(client, make_person, monkeypatch):
+    monkeypatch.setattr(recommendations, "CANDIDATES", 3)
+    city = unique_city()
+    me = await make_person(city=city, dating_gender="male")
+    people = [await make_person(gender="male", city=city, active_minutes_ago=m) for m in range(1, 8)]
+    shown = []
+    for _ in range(4):
+        page = await feed_ids(client, me, limit=2)
+        shown += page
+        for target_id in page:
+            resp = await client.post("/api/v1/swipes", {"user_id": target_id, "action": "dislike"}, token=me.token)
+            assert resp.status == 200
+    assert shown == [p.id for p in people]  # most recently active first, across four walks
+    assert await feed_ids(client, me) == []
+
+
+async def test_people_who_join_after_the_walk_appear_when_the_list_expires(client, make_person, redis):
+    city = unique_city()
+    me = await make_person(city=city, dating_gender="male")
+    early = await make_person(gender="male", city=city, active_minutes_ago=10)
+    assert await feed_ids(client, me) == [early.id]
+    late = await make_person(gender="male", city=city)
+    assert await feed_ids(client, me) == [early.id]  # the list is complete and still fresh: not walked again
+    assert 0 < await redis.ttl(keys.feed_candidates(me.id)) <= recommendations.CANDIDATES_TTL
+    await redis.delete(keys.feed_candidates(me.id))  # what its expiry does
+    assert await feed_ids(client, me) == [late.id, early.id]
