@@ -32,6 +32,7 @@ from services.profiles import GENDERS, today
 
 CANDIDATES = 100
 CANDIDATES_TTL = 30
+CHUNK = 20  # candidates checked per statement: rows cost more to decode than a round trip
 PAGE_COLUMNS = ("id", "nickname", "gender", "birthday", "avatar_key", "location")
 # The page: candidates by primary key, the filter applied again, my swipes left out by a probe of swipe_pair.
 _PAGE_SQL = """
@@ -114,13 +115,36 @@ def _stored(raw: str | None, feed: FeedFilter) -> tuple[list[int], bool] | None:
     return [int(i) for i in ids.split(",") if i], complete == "1"
 
 
+async def _first_eligible(feed: FeedFilter, candidates: list[int], wanted: int) -> tuple[list[tuple], list[int]]:
+    """The first ``wanted`` eligible rows in list order, checking ``CHUNK`` candidates per statement; also the
+    candidates found ineligible on the way (swiped since the walk, or no longer matching)."""
+    page: list[tuple] = []
+    dropped: list[int] = []
+    for start in range(0, len(candidates), CHUNK):
+        chunk = candidates[start:start + CHUNK]
+        rows = await _eligible_rows(feed, chunk)
+        for user_id in chunk:
+            if user_id not in rows:
+                dropped.append(user_id)
+            elif len(page) < wanted:
+                page.append(rows[user_id])
+        if len(page) >= wanted:
+            break
+    return page, dropped
+
+
+def _candidates_value(feed: FeedFilter, ids: list[int], complete: bool) -> str:
+    return f"{feed.fingerprint()}\n{int(complete)}\n{','.join(map(str, ids))}"
+
+
 async def recommend(*, redis: Redis, settings: Settings, account: Account, limit: int) -> list[User]:
     feed = await feed_filter(account, settings)
     if feed is None:
         return []
+    key = keys.feed_candidates(feed.me)
     async with redis.pipeline(transaction=False) as pipe:
         pipe.zrevrange(keys.superlikers(feed.me), 0, limit - 1)
-        pipe.get(keys.feed_candidates(feed.me))
+        pipe.get(key)
         superliker_raw, stored_raw = await pipe.execute()
     superliker_ids = [int(m) for m in superliker_raw]
     rows = await _eligible_rows(feed, superliker_ids)
@@ -128,16 +152,16 @@ async def recommend(*, redis: Redis, settings: Settings, account: Account, limit
     shown = {row[0] for row in page}
     stored = _stored(stored_raw, feed)
     if len(page) < limit and stored is not None:
-        candidates = [user_id for user_id in stored[0] if user_id not in shown]
-        rows = await _eligible_rows(feed, candidates)
-        fresh = [rows[user_id] for user_id in candidates if user_id in rows]
-        if len(fresh) >= limit - len(page) or stored[1]:  # enough, or nobody else to find
-            return _users(page + fresh[:limit - len(page)])
+        ids, complete = stored
+        fresh, dropped = await _first_eligible(feed, [i for i in ids if i not in shown], limit - len(page))
+        if dropped:  # so the next page does not check them again
+            gone = set(dropped)
+            await redis.set(key, _candidates_value(feed, [i for i in ids if i not in gone], complete), keepttl=True)
+        if len(page) + len(fresh) >= limit or complete:  # enough, or nobody else to find
+            return _users(page + fresh)
     if len(page) < limit:
         walked = await _walk(feed, list(shown))
-        await redis.set(keys.feed_candidates(feed.me),
-                        f"{feed.fingerprint()}\n{int(len(walked) < CANDIDATES)}\n{','.join(map(str, walked))}",
-                        ex=CANDIDATES_TTL)
+        await redis.set(key, _candidates_value(feed, walked, len(walked) < CANDIDATES), ex=CANDIDATES_TTL)
         rows = await _eligible_rows(feed, walked[:limit - len(page)])
         page += [rows[user_id] for user_id in walked[:limit - len(page)] if user_id in rows]
     return _users(page)

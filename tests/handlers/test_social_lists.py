@@ -173,8 +173,10 @@ async def feed_ids(client, me, limit: int = 10) -> list[int]:
     return [item["id"] for item in resp.data["items"]]
 
 
-async def test_the_kept_candidates_never_outlive_a_swipe_or_a_change_of_theirs(client, make_person):
+async def test_the_kept_candidates_never_outlive_a_swipe_or_a_change_of_theirs(client, make_person, redis,
+                                                                                monkeypatch):
     """The candidate list in Redis is older than what happens next; each page applies the filter again."""
+    monkeypatch.setattr(recommendations, "CHUNK", 2)  # the page needs two statements to find the third
     city = unique_city()
     me = await make_person(city=city, dating_gender="male")
     first, second, third = [await make_person(gender="male", city=city, active_minutes_ago=m) for m in (1, 2, 3)]
@@ -182,6 +184,8 @@ async def test_the_kept_candidates_never_outlive_a_swipe_or_a_change_of_theirs(c
     await swipe(client, me, first, "dislike")
     await User.update(location=unique_city()).where(User.id == second.id).aio_execute()  # moved away
     assert await feed_ids(client, me) == [third.id]
+    stored = (await redis.get(keys.feed_candidates(me.id))).split("\n")[2]
+    assert stored == str(third.id)  # the page found the others ineligible: the next one will not check them again
 
 
 async def test_a_new_filter_walks_again(client, make_person, redis):
