@@ -93,6 +93,7 @@ class Settings:
     local_cache_ttl: float = 10.0  # seconds a process keeps revocations and accounts it read; 0: off
     drain_timeout: float = 10.0
     job_period: int = 60
+    event_loop: str = "uvloop"  # or asyncio (the standard loop)
     slow_callback_ms: int = 0  # > 0: asyncio debug mode, logging every loop step slower than this
 
     @property
@@ -194,6 +195,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "storage_backend": _choice("local", "qiniu"),
     "media_url": _media_url,
     "timezone": _timezone,
+    "event_loop": _choice("asyncio", "uvloop"),
 }
 
 
