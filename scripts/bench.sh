@@ -146,6 +146,7 @@ STUB_KEY_ID=LTAI-bench-stub
 STUB_KEY_SECRET=bench-stub-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 SETTINGS=(
   "SWIPER_ENV=dev"
+  "SWIPER_EVENT_LOOP=${SWIPER_EVENT_LOOP:-uvloop}"
   "SWIPER_MYSQL_URL=$MYSQL_URL"
   "SWIPER_REDIS_URL=$REDIS_URL"
   "SWIPER_REDIS_PREFIX=swiper_bench:"
@@ -461,7 +462,7 @@ printf 'Command: bash scripts/bench.sh'
 echo
 echo "Stack: supervisord + $PROCS server.py (127.0.0.1:$((BASE_PORT + 1))..$((BASE_PORT + PROCS))) behind nginx 127.0.0.1:$HTTP_PORT;" \
      "ceiling: $PROCS bench_bare.py (127.0.0.1:$((BASE_PORT + PROCS + 1))..$((BASE_PORT + 2 * PROCS))) behind the same nginx, 127.0.0.1:$BARE_HTTP_PORT"
-echo "wrk -t $THREADS -c $CONNECTIONS -d ${DURATION}s --latency --timeout 10s, each after a ${WARMUP} s warm-up; SWIPER_LOG_LEVEL=WARNING, rate limits off"
+echo "wrk -t $THREADS -c $CONNECTIONS -d ${DURATION}s --latency --timeout 10s, each after a ${WARMUP} s warm-up; SWIPER_LOG_LEVEL=WARNING, rate limits off; event loop: $SWIPER_EVENT_LOOP (server.py and the ceiling alike)"
 echo "SMS: SWIPER_SMS_BACKEND=aliyun (the real SDK) to tests/stubs/aliyun_sms.py on 127.0.0.1:$SMS_PORT (http, signatures verified); SMS limits raised"
 echo "Fixtures: $(<"$FX/summary.txt")"
 echo

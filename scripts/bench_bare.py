@@ -1,6 +1,7 @@
 """The ceiling for ``scripts/bench.sh``: ``python scripts/bench_bare.py --port N``.
 
-One Tornado process on the asyncio loop (the same Tornado as the app), one ``RequestHandler`` at ``/`` whose
+One Tornado process on the same event loop as the app's processes (``SWIPER_EVENT_LOOP``: uvloop unless set to
+asyncio; the same Tornado as the app), one ``RequestHandler`` at ``/`` whose
 ``get`` writes ``{"code":0,"data":"ok"}`` as JSON. No middleware, no logging of requests, no database or Redis:
 whatever the real endpoint costs beyond this is Swiper's own work. SIGTERM/SIGINT stop it with exit 0.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 
@@ -43,8 +45,14 @@ async def serve(port: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Bare Tornado handler for benchmarks.")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default=os.environ.get("SWIPER_EVENT_LOOP", "uvloop"),
+                        help="the event loop, as server.py picks it (default: $SWIPER_EVENT_LOOP, else uvloop)")
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.port))
+    if args.loop == "uvloop":
+        import uvloop
+        uvloop.run(serve(args.port))
+    else:
+        asyncio.run(serve(args.port))
     return 0
 
 
