@@ -73,6 +73,20 @@ async def _insert_swipe(user_id: int, target_id: int, code: int) -> bool:
     return inserted == 1
 
 
+# Their swipe on me, locked until the commit (or the gap where it would go): the two sides of a mutual like
+# serialise here, or deadlock and retry, so exactly one of them sees the other's like.
+_THEIR_SWIPE_LOCKED = "SELECT action FROM swipe WHERE user_id = %s AND target_id = %s FOR UPDATE"
+
+
+async def _first_value(_db: object, cursor: object) -> object:
+    row = await cursor.fetchone()  # type: ignore[attr-defined]
+    return row[0] if row else None
+
+
+async def _their_swipe_locked(me: int, target_id: int) -> int | None:
+    return await db.aio_execute_sql(_THEIR_SWIPE_LOCKED, (target_id, me), fetch_results=_first_value)
+
+
 def _swipe_effects(pipe, *, me: int, target: int, action: str, other_action: int | None, sign: int,
                    superliked_at: float) -> None:
     """Queue the Redis side of a swipe (sign=+1) or of its undoing (sign=-1) on a pipeline."""
@@ -119,9 +133,7 @@ async def record_swipe(*, redis: Redis, settings: Settings, account: Account, ta
                 elif not unlimited:  # read now, so nothing after the commit can fail the answer
                     used = await quotas.used(redis=redis, name="likes", user_id=me.id, day=day)
                 if code > 0:  # a dislike can match nobody, and only a superlike's queue entry needs their swipe
-                    other_action = await (Swipe.select(Swipe.action)
-                                          .where((Swipe.user_id == target_id) & (Swipe.target_id == me.id))
-                                          .for_update().aio_scalar())
+                    other_action = await _their_swipe_locked(me.id, target_id)
                 matched = code > 0 and other_action is not None and other_action > 0
                 if matched:
                     low, high = pair(me.id, target_id)
