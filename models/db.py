@@ -8,8 +8,36 @@ import aiomysql
 import peewee
 
 from peewee_async import MySQLDatabase
+from peewee_async.pool import AioMysqlPoolBackend
 
 from conf import Settings
+
+
+class FairMysqlPool(AioMysqlPoolBackend):
+    """aiomysql's pool, handing connections out first come, first served.
+
+    aiomysql lets a request that arrives just as a connection is freed take it ahead of requests already waiting,
+    so under load a few waiters starve: with 100 swipes in flight for a pool of 20, p99 was 474 ms at a p50 of
+    75 ms. asyncio's Semaphore queues its waiters in order and lets nobody past them (scripts/bench_social.sh).
+    """
+
+    def __init__(self, *, database: str, **kwargs) -> None:
+        super().__init__(database=database, **kwargs)
+        self._turns = asyncio.Semaphore(int(self.connect_params.get("maxsize", 10)))
+
+    async def acquire(self):
+        await self._turns.acquire()
+        try:
+            return await super().acquire()
+        except BaseException:
+            self._turns.release()
+            raise
+
+    async def release(self, conn) -> None:
+        try:
+            await super().release(conn)
+        finally:
+            self._turns.release()
 
 
 class SwiperDatabase(MySQLDatabase):
@@ -22,6 +50,7 @@ class SwiperDatabase(MySQLDatabase):
     """
 
     query_timeout: float = 5.0
+    pool_backend_cls = FairMysqlPool
 
     async def aio_execute_sql(self, sql: str, params=None, fetch_results=None):  # type: ignore[override]
         with peewee.__exception_wrapper__:  # type: ignore[attr-defined]
