@@ -371,18 +371,6 @@ post_json /api/v1/sessions "{\"phone\":\"$CHECK_PHONE\",\"code\":\"$CHECK_CODE\"
   '.code == 0 and (.data.access_token | type) == "string"'
 
 # --- wrk ------------------------------------------------------------------------------------------------
-swipe_rows() { sql "SELECT COUNT(*) FROM swipe WHERE user_id IN ($SWIPER_IDS)"; }
-settled_swipe_rows() {
-  local last now
-  last=$(swipe_rows)
-  for _ in $(seq 40); do
-    sleep 0.5
-    now=$(swipe_rows)
-    [[ $now == "$last" ]] && { echo "$now"; return 0; }
-    last=$now
-  done
-  die "the swipe count did not settle within 20 s"
-}
 run_wrk() {  # run_wrk NAME SECONDS wrk-args...
   local name=$1 secs=$2
   shift 2

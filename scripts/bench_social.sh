@@ -243,18 +243,6 @@ wait_quiet() {  # up to WAIT_QUIET seconds for a 2 s window with the CPUs >= 85%
   done
   echo "  (the machine did not go quiet within ${WAIT_QUIET} s; measuring anyway)" >&2
 }
-swipe_rows() { sql "SELECT COUNT(*) FROM swipe WHERE user_id IN ($SWIPER_IDS)"; }
-settled_swipe_rows() {  # the swipers' row count once the server has finished what wrk left in flight
-  local last now
-  last=$(swipe_rows)
-  for _ in $(seq 40); do
-    sleep 0.5
-    now=$(swipe_rows)
-    [[ $now == "$last" ]] && { echo "$now"; return 0; }
-    last=$now
-  done
-  die "the swipe count did not settle within 20 s"
-}
 LUA=$ROOT/scripts/lua/swipes.lua
 ROWS=()  # markdown rows of the table
 NOTES=()

@@ -51,6 +51,19 @@ field() {  # field WRK_OUTPUT WHAT: rps | requests | p50 | p99 | socket_errors |
 
 sql() { timeout 60 "${ADMIN[@]}" -N -B "$DB_NAME" -e "$1"; }  # sql QUERY: tab-separated rows, no header (after ensure_bench_database)
 
+swipe_rows() { sql "SELECT COUNT(*) FROM swipe WHERE user_id IN ($SWIPER_IDS)"; }  # the bench swipers' rows
+settled_swipe_rows() {  # the swipers' row count once the server has finished what wrk left in flight
+  local last now
+  last=$(swipe_rows)
+  for _ in $(seq 40); do
+    sleep 0.5
+    now=$(swipe_rows)
+    [[ $now == "$last" ]] && { echo "$now"; return 0; }
+    last=$now
+  done
+  die "the swipe count did not settle within 20 s"
+}
+
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 wait_for() {  # wait_for URL PID NAME: up to 20 s for a 200

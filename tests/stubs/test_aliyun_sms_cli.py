@@ -12,7 +12,7 @@ import pytest
 
 from conf import Settings
 from services.errors import UpstreamError
-from services.sms import build_sms_sender
+from tests.services.test_sms import send
 from tests.conftest import ACCESS_KEY_ID, ACCESS_KEY_SECRET, ROOT
 from tests.support.processes import free_port
 
@@ -46,14 +46,6 @@ async def _wait_exit(proc: subprocess.Popen, timeout: float = 10) -> int:
     return proc.returncode
 
 
-async def _send(settings: Settings, phone: str, code: str) -> None:
-    sender = build_sms_sender(settings)
-    try:
-        await sender.send_code(phone, code)
-    finally:
-        await sender.aclose()
-
-
 @pytest.mark.asyncio
 async def test_cli_mode_writes_each_code_to_a_file_and_stops_on_sigterm(settings: Settings, tmp_path: Path) -> None:
     codes = tmp_path / "codes"
@@ -66,14 +58,14 @@ async def test_cli_mode_writes_each_code_to_a_file_and_stops_on_sigterm(settings
     try:
         await _wait_for_port(proc, port)
         stub_settings = dataclasses.replace(settings, aliyun_sms_endpoint=f"127.0.0.1:{port}")
-        await _send(stub_settings, "15500000042", "482913")
+        await send(stub_settings, "482913", "15500000042")
         assert (codes / "15500000042").read_text() == "482913"
-        await _send(stub_settings, "15500000042", "000017")   # a newer code replaces the file
+        await send(stub_settings, "000017", "15500000042")   # a newer code replaces the file
         assert (codes / "15500000042").read_text() == "000017"
 
         with pytest.raises(UpstreamError):   # a bad signature is refused and writes nothing
-            await _send(dataclasses.replace(stub_settings, aliyun_access_key_secret="wrong-secret"),
-                        "15500000043", "111111")
+            await send(dataclasses.replace(stub_settings, aliyun_access_key_secret="wrong-secret"), "111111",
+                       "15500000043")
         assert sorted(p.name for p in codes.iterdir()) == ["15500000042"]   # no temporary files left
 
         proc.send_signal(signal.SIGTERM)
