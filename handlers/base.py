@@ -1,6 +1,7 @@
 """The base of every handler: request id, client IP, auth in ``prepare``, JSON in, envelope out, one error path."""
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import re
@@ -10,6 +11,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from tornado import httputil, web
+from tornado.iostream import StreamClosedError
 
 from conf import Settings
 from services import accounts, jsoncodec, ratelimit, tokens, vip
@@ -21,6 +23,7 @@ from services.sms import SmsSender
 
 error_log = logging.getLogger("swiper.error")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+BODY_WAIT = 10.0  # seconds a refused request's body may take to arrive before its connection is closed instead
 _STATUS_ERRORS: dict[int, type[AppError]] = {404: NotFoundError, 405: MethodNotAllowedError,
                                              413: PayloadTooLargeError, 400: InvalidParamsError}
 
@@ -55,6 +58,8 @@ class BaseHandler(web.RequestHandler):
         self._body_size = 0
         self._body_too_large = False
         self._counted = True
+        self._discard_body = False  # a refused request's body is read and dropped
+        self._close_after_answer = False
         self.in_flight.count += 1
         if self.in_flight.draining:
             self.set_header("Connection", "close")  # so keep-alive clients move to another process
@@ -96,6 +101,38 @@ class BaseHandler(web.RequestHandler):
                      if getattr(cls, m.lower()) is not getattr(web.RequestHandler, m.lower()))
 
     async def prepare(self) -> None:
+        """Admit the request or refuse it; a refusal still reads the body, so the connection stays usable."""
+        try:
+            await self.admit()
+        except Exception as exc:
+            if not isinstance(exc, PayloadTooLargeError):
+                await self._consume_body()
+            raise
+
+    async def _consume_body(self) -> None:
+        """Let Tornado read (and drop) the rest of the request before the error answer is written.
+
+        Tornado reads a streamed body only after ``prepare`` resolves its ``_prepared_future``; an answer finished
+        before the body was read makes it close the keep-alive connection after the answer, without a
+        ``Connection: close`` header, and a client reusing that connection gets a reset (issue 10, item 7). So on
+        a refusal the future is resolved here, the body is read into nothing, and only then does the error go
+        out. A body that does not arrive within ``BODY_WAIT`` seconds is not waited for: that answer says
+        ``Connection: close``.
+        """
+        self._discard_body = True
+        prepared = self._prepared_future
+        if prepared is not None and not prepared.done():
+            prepared.set_result(None)
+        body = getattr(self.request, "_body_future", None)
+        if body is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(body), BODY_WAIT)
+        except (TimeoutError, StreamClosedError):
+            self._close_after_answer = True
+
+    async def admit(self) -> None:
+        """The checks every request passes before its method runs: method, size, token, rate limits."""
         if self.request.method not in self.implemented_methods():
             raise MethodNotAllowedError()
         limit = self.max_body_size or self.settings_obj.max_json_body
@@ -129,6 +166,8 @@ class BaseHandler(web.RequestHandler):
             self.set_header(name, value)
 
     def data_received(self, chunk: bytes) -> None:
+        if self._discard_body:
+            return
         self._body_size += len(chunk)
         if self._body_size > (self.max_body_size or self.settings_obj.max_json_body):
             self._body_too_large = True
@@ -233,7 +272,7 @@ class BaseHandler(web.RequestHandler):
             self.set_header(name, value)
         if isinstance(error, MethodNotAllowedError):
             self.set_header("Allow", ", ".join(self.implemented_methods()))
-        if isinstance(error, PayloadTooLargeError) or self.in_flight.draining:
+        if isinstance(error, PayloadTooLargeError) or self.in_flight.draining or self._close_after_answer:
             self.set_header("Connection", "close")
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(jsoncodec.dumps(error.envelope()))
@@ -264,7 +303,7 @@ class NotFoundHandler(BaseHandler):
 
     auth_required = False
 
-    async def prepare(self) -> None:
+    async def admit(self) -> None:
         raise NotFoundError("No such route.")
 
 

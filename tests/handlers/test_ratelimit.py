@@ -14,6 +14,7 @@ from services.redis_client import build_redis
 from services.sms import build_sms_sender
 from tests.conftest import login
 from tests.support.client import Client, assert_error
+from tests.support.keepalive import KeepAliveConnection
 
 LIMITS = {"redis_pool_size": 250, "redis_timeout": 5.0, "rate_limit_enabled": True, "rate_limit_anonymous": 100, "rate_limit_user": 5, "rate_limit_vip": 8,
           "rate_limit_verify": 3, "rate_limit_window": 60}
@@ -94,3 +95,18 @@ async def test_disabled_limits_leave_sms_limits_on(client, sms_stub):
     assert "RateLimit-Limit" not in (await client.get("/api/v1/profile", token=session.access_token)).headers
     again = await client.post("/api/v1/sms-codes", {"phone": session.phone})
     assert assert_error(again, 429, "rate_limited")["data"]["limit"] == "cooldown"
+
+
+async def test_refused_requests_keep_the_connection_usable(limited, make_person):
+    """A 429 from the limiter is raised in prepare(): the connection must stay usable (issue 10, item 7)."""
+    me = await make_person()
+    headers = {"Authorization": f"Bearer {me.token}", "Content-Type": "application/json", **ip(7)}
+    body = b'{"user_id": 1, "action": "like"}'
+    statuses = []
+    async with KeepAliveConnection(limited.base_url) as connection:
+        for _ in range(12):
+            answer = await connection.request("POST", "/api/v1/swipes", headers=headers, body=body)
+            statuses.append(answer.status)
+            assert not answer.closes
+            assert (await connection.request("GET", "/healthz")).status == 200
+    assert statuses.count(429) == 12 - LIMITS["rate_limit_user"]

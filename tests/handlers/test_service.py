@@ -11,6 +11,7 @@ from tornado.iostream import IOStream
 from handlers.openapi import OPERATIONS, openapi_path
 from server import ROUTES
 from tests.support.client import assert_error
+from tests.support.keepalive import KeepAliveConnection
 
 AUTHED_ROUTES = [("GET", "/api/v1/profile"), ("PATCH", "/api/v1/profile"), ("GET", "/api/v1/users/1"),
                  ("GET", "/api/v1/vip"), ("DELETE", "/api/v1/sessions/current")]
@@ -138,3 +139,24 @@ async def test_one_access_line_per_request(client, user, caplog):
     assert len(lines) == 2
     assert re.fullmatch(rf"GET /api/v1/profile 200 [0-9.]+ms rid=line-1 uid={user.user_id}", lines[0]), lines
     assert re.fullmatch(r"GET /api/v1/nowhere 404 [0-9.]+ms rid=line-2 uid=-", lines[1]), lines
+
+
+KEEPALIVE_MIX = [("GET", "/nope", {}, b"", 404), ("GET", "/healthz", {}, b"", 200),
+                 ("GET", "/api/v1/profile", {}, b"", 401),
+                 ("POST", "/api/v1/swipes", {"Content-Type": "application/json"}, b'{"user_id": 1, "action": "like"}',
+                  401),
+                 ("GET", "/healthz", {}, b"", 200), ("DELETE", "/api/v1/vip/levels", {}, b"", 405),
+                 ("PATCH", "/api/v1/profile", {"Authorization": "Bearer not-a-token"}, b"{}", 401),
+                 ("GET", "/api/v1/vip/levels", {}, b"", 200)]
+
+
+async def test_errors_before_the_handler_keep_the_connection_usable(app_url):
+    """Issue 10, item 7: a refusal in prepare() (401, 404, 405, 429) used to close the keep-alive connection after
+    the answer without saying so, and the client's next request on it was reset."""
+    async with KeepAliveConnection(app_url) as connection:
+        for round_ in range(20):
+            for method, path, headers, body, status in KEEPALIVE_MIX:
+                answer = await connection.request(method, path, headers=headers, body=body)
+                assert answer.status == status, (round_, method, path, answer.body[:200])
+                assert not answer.closes, (method, path)
+        assert connection.requests == 20 * len(KEEPALIVE_MIX)
