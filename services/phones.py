@@ -5,12 +5,11 @@ import re
 
 from services.errors import InvalidParamsError
 
-_PHONE_PREFIX = re.compile(r"^(\+86|0086)")
-_PHONE = re.compile(r"1[3-9][0-9]{9}")
-_SEPARATED_DIGITS = re.compile(r"[0-9](?:[ -]?[0-9])*")
 MAX_INPUT_LENGTH = 32
-# What ``normalize_phone`` accepts, as one pattern (the OpenAPI document publishes it).
-ACCEPTED_PATTERN = r"^\s*(?:\+86|0086)?\s*1[ -]?[3-9](?:[ -]?[0-9]){9}\s*$"
+# What ``normalize_phone`` accepts, as one pattern (the OpenAPI document publishes it): an optional +86/0086
+# prefix followed by spaces or one dash, then the 11 digits with at most one space or dash between two of them.
+ACCEPTED_PATTERN = r"^\s*(?:(?:\+86|0086)(?:\s*|-))?1[ -]?[3-9](?:[ -]?[0-9]){9}\s*$"
+_ACCEPTED = re.compile(ACCEPTED_PATTERN)
 
 
 def normalize_phone(raw: object) -> str:
@@ -19,10 +18,9 @@ def normalize_phone(raw: object) -> str:
         raise InvalidParamsError.for_fields({"phone": "must be a string"})
     if len(raw) > MAX_INPUT_LENGTH:
         raise InvalidParamsError.for_fields({"phone": f"at most {MAX_INPUT_LENGTH} characters"})
-    phone = _PHONE_PREFIX.sub("", raw.strip()).strip()
-    if not _SEPARATED_DIGITS.fullmatch(phone) or not _PHONE.fullmatch(phone := re.sub(r"[ -]", "", phone)):
+    if not _ACCEPTED.match(raw):
         raise InvalidParamsError.for_fields({"phone": "not a mainland mobile number"})
-    return phone
+    return re.sub(r"[^0-9]", "", raw)[-11:]
 
 
 def mask_phone(phone: str) -> str:

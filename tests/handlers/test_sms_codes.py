@@ -32,7 +32,8 @@ async def test_send_returns_timings_and_reaches_provider(client, sms_stub, redis
 
 
 @pytest.mark.parametrize("raw", ["+86 138-0013-{tail}", "0086 1380013{tail}", "  138 0013 {tail}  ",
-                                 "+8613800 13{tail}"])
+                                 "+8613800 13{tail}", " 0086-138-0013-{tail} ", "+86-1380013{tail}",
+                                 "0086-1380013{tail}"])
 async def test_accepted_phone_formats_are_normalised(client, sms_stub, raw):
     tail = new_phone()[-4:]
     resp = await client.post(PATH, {"phone": raw.format(tail=tail)}, headers=ip_headers("10.9.0.1"))
@@ -42,7 +43,8 @@ async def test_accepted_phone_formats_are_normalised(client, sms_stub, raw):
 
 @pytest.mark.parametrize("phone", ["12345678901", "1380013800", "138001380001", "+1 13800138000", "1380013800a",
                                    13800138000, None, "", "１３８００１３８０００", "138--0013-8000", "-13800138000",
-                                   "+86+8613800138000", ["13800138000"]])
+                                   "+86+8613800138000", ["13800138000"], "+86--13800138000", "0086 - 13800138000",
+                                   "13800138000-", "86-13800138000", "+86-"])
 async def test_rejected_phones(client, sms_stub, phone):
     before = len(sms_stub.received)
     resp = await client.post(PATH, {"phone": phone})
