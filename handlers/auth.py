@@ -5,6 +5,7 @@ from typing import Any
 
 from handlers.base import BaseHandler, require_fields
 from services import sms_codes, tokens
+from services.errors import InvalidParamsError
 from services.phones import normalize_phone
 from services.accounts import find_or_register, load_account
 from services.profiles import owner_view
@@ -58,6 +59,8 @@ class CurrentSessionHandler(BaseHandler):
         """Rotate: a used refresh token is revoked; presenting it again ends the whole session."""
         body = self.json_body()
         require_fields(body, "refresh_token")
+        if not isinstance(body["refresh_token"], str):
+            raise InvalidParamsError.for_fields({"refresh_token": "must be a string"})
         self.user_id, pair = await tokens.rotate_session(redis=self.redis, settings=self.settings_obj,
                                                          refresh_token=body["refresh_token"])
         self.ok(token_payload(pair))

@@ -135,8 +135,11 @@ async def test_refresh_chain_keeps_working(client, sms_stub):
 
 async def test_refresh_field_errors(client, user):
     assert_error(await client.put(CURRENT, {}), 400, "invalid_params")
-    assert_error(await client.put(CURRENT, {"refresh_token": 5}), 401, "not_authenticated")
-    assert_error(await client.put(CURRENT, {"refresh_token": user.access_token}), 401, "not_authenticated")
+    for wrong_shape in (42, None, True, ["x"], {"token": "x"}):  # a body of the wrong shape is 1002, naming the field
+        body = assert_error(await client.put(CURRENT, {"refresh_token": wrong_shape}), 400, "invalid_params")
+        assert set(body["data"]["fields"]) == {"refresh_token"}
+    for not_a_token in ("", "x", user.access_token):  # a string that is no refresh token is 1001
+        assert_error(await client.put(CURRENT, {"refresh_token": not_a_token}), 401, "not_authenticated")
 
 
 async def test_logout_ends_only_this_session(client, sms_stub, redis):
