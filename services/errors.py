@@ -5,6 +5,8 @@ The default messages here are the user-facing strings, kept in one place.
 """
 from __future__ import annotations
 
+import datetime as dt
+import math
 from typing import Any
 
 import aiomysql
@@ -84,6 +86,13 @@ class RateLimitedError(AppError):
 class QuotaExceededError(AppError):
     status, code, error = 429, 1007, "quota_exceeded"
     message = "Today's quota is used up."
+
+    def __init__(self, quota: str, *, limit: int, resets_at: dt.datetime, message: str | None = None) -> None:
+        """Like every 429, it says when to come back: ``Retry-After`` in whole seconds until the quota resets."""
+        retry_after = max(1, math.ceil((resets_at - dt.datetime.now(dt.timezone.utc)).total_seconds()))
+        super().__init__(message or f"Today's {quota} quota is used up.",
+                         data={"quota": quota, "limit": limit, "resets_at": resets_at},
+                         headers={"Retry-After": str(retry_after)})
 
 
 class ConflictError(AppError):

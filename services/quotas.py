@@ -46,8 +46,7 @@ async def take(*, redis: Redis, name: str, user_id: int, day: Day, limit: int) -
     """Use one unit; returns how many are used now, or raises 1007 when the day's quota is gone."""
     used = await redis.eval(_TAKE, 1, keys.quota(name, user_id, day.key), limit)
     if used < 0:
-        raise QuotaExceededError(f"Today's {name} quota is used up.",
-                                 data={"quota": name, "limit": limit, "resets_at": day.resets_at})
+        raise QuotaExceededError(name, limit=limit, resets_at=day.resets_at)
     return int(used)
 
 

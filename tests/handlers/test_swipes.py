@@ -8,7 +8,7 @@ import zoneinfo
 import pytest
 
 from models import Match, Swipe, db
-from services import keys
+from services import keys, quotas
 from services.swipes import pair
 from tests.support.client import assert_error
 
@@ -181,3 +181,20 @@ async def test_dislikes_report_the_likes_left(client, make_person):
     await swipe(client, me, await make_person(gender="male"))
     resp = await swipe(client, me, await make_person(gender="male"), "dislike")
     assert resp.data["likes_remaining"] == 99 and resp.data["matched"] is False
+
+
+@pytest.mark.parametrize("quota", ["likes", "rewinds"])
+async def test_a_used_up_quota_says_when_to_come_back(client, make_person, redis, settings, quota):
+    """Every 429 carries Retry-After in whole seconds (issue 10, item 3): for a daily quota, until resets_at."""
+    me = await make_person(level=3 if quota == "rewinds" else 0)
+    day = quotas.quota_day(settings)
+    await redis.set(keys.quota(quota, me.id, day.key), 3 if quota == "rewinds" else settings.daily_like_limit)
+    await swipe(client, me, await make_person(gender="male"), "dislike")
+    resp = await (swipe(client, me, await make_person(gender="male")) if quota == "likes"
+                  else client.delete(LAST, token=me.token))
+    body = assert_error(resp, 429, "quota_exceeded")
+    resets_at = dt.datetime.fromisoformat(body["data"]["resets_at"])
+    assert body["data"]["quota"] == quota and resets_at == day.resets_at
+    expected = (resets_at - dt.datetime.now(dt.timezone.utc)).total_seconds()
+    assert resp.headers["Retry-After"].isdigit()
+    assert expected - 2 <= int(resp.headers["Retry-After"]) <= expected + 2
