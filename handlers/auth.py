@@ -26,6 +26,7 @@ class SmsCodesHandler(BaseHandler):
         phone = normalize_phone(body["phone"])
         sent = await sms_codes.send_login_code(redis=self.redis, sms=self.sms, settings=self.settings_obj,
                                                phone=phone, client_ip=self.client_ip)
+        self.limit_headers(sent.limits)  # a rate-limited endpoint whatever SWIPER_RATE_LIMIT_ENABLED says
         self.ok({"resend_after": sent.resend_after, "expires_in": sent.expires_in})
 
 

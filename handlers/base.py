@@ -54,6 +54,7 @@ class BaseHandler(web.RequestHandler):
         self._account: Account | None = None
         self._prefetched: accounts.Prefetched | None = None  # the account's cache entry, read with the revocation
         self._rate_headers: dict[str, str] = {}
+        self._rate_verdict: ratelimit.Verdict | None = None
         self._body_chunks: list[bytes] = []
         self._body_size = 0
         self._body_too_large = False
@@ -160,7 +161,14 @@ class BaseHandler(web.RequestHandler):
             scoped = await ratelimit.check(**common, scope=self.rate_limit_scope, identity=self.client_ip,
                                            limit=getattr(settings, f"rate_limit_{self.rate_limit_scope}"),
                                            fail_closed=True)
-            verdict = min(verdict, scoped, key=lambda v: v.remaining)
+            verdict = ratelimit.Verdict.tightest(verdict, scoped)
+        self.limit_headers(verdict)
+
+    def limit_headers(self, verdict: ratelimit.Verdict) -> None:
+        """Announce a limit in the RateLimit headers; of several limits on one request, the tightest is shown."""
+        if self._rate_verdict is not None:
+            verdict = ratelimit.Verdict.tightest(self._rate_verdict, verdict)
+        self._rate_verdict = verdict
         self._rate_headers = verdict.headers()
         for name, value in self._rate_headers.items():
             self.set_header(name, value)

@@ -34,6 +34,11 @@ class Verdict:
     reset: int  # seconds until the window ends
     allowed: bool
 
+    @staticmethod
+    def tightest(*verdicts: "Verdict") -> "Verdict":
+        """The one closest to refusing: fewest requests left, then the longest wait for more."""
+        return min(verdicts, key=lambda v: (v.remaining, -v.reset))
+
     def headers(self) -> dict[str, str]:
         return {"RateLimit-Limit": str(self.limit), "RateLimit-Remaining": str(self.remaining),
                 "RateLimit-Reset": str(self.reset)}

@@ -23,33 +23,46 @@ from services import keys
 from services.errors import InvalidParamsError, RateLimitedError, VcodeInvalidError
 
 from services.phones import mask_phone
+from services.ratelimit import Verdict
 from services.sms import SmsSender
 
 log = logging.getLogger("swiper.sms")
 
 _CODE = re.compile(r"[0-9]{6}")
 
+# Checks every limit and, when all pass, reserves the send. Either way it answers the state of every limit
+# (cooldown ms left, then per window: sends in it and ms until its oldest send leaves it), for the headers.
 _RESERVE = """
 local now = tonumber(ARGV[1])
 local member = ARGV[2]
-local cooldown = redis.call('PTTL', KEYS[1])
-if cooldown > 0 then return {'cooldown', cooldown} end
 local windows = {{KEYS[2], 3600000, tonumber(ARGV[4])}, {KEYS[3], 86400000, tonumber(ARGV[5])},
                  {KEYS[4], 86400000, tonumber(ARGV[6])}}
 local names = {'hour', 'day', 'ip_day'}
+for _, w in ipairs(windows) do redis.call('ZREMRANGEBYSCORE', w[1], '-inf', now - w[2]) end
+local refused = {}
+if redis.call('PTTL', KEYS[1]) > 0 then table.insert(refused, 'cooldown') end
 for i, w in ipairs(windows) do
-  redis.call('ZREMRANGEBYSCORE', w[1], '-inf', now - w[2])
-  if redis.call('ZCARD', w[1]) >= w[3] then
-    local oldest = redis.call('ZRANGE', w[1], 0, 0, 'WITHSCORES')
-    return {names[i], math.floor(tonumber(oldest[2]) + w[2] - now)}
+  if redis.call('ZCARD', w[1]) >= w[3] then table.insert(refused, names[i]) end
+end
+if #refused == 0 then
+  redis.call('SET', KEYS[1], member, 'PX', tonumber(ARGV[3]))
+  for _, w in ipairs(windows) do
+    redis.call('ZADD', w[1], now, member)
+    redis.call('PEXPIRE', w[1], w[2])
   end
 end
-redis.call('SET', KEYS[1], member, 'PX', tonumber(ARGV[3]))
+local state = {table.concat(refused, ','), math.max(0, redis.call('PTTL', KEYS[1]))}
 for _, w in ipairs(windows) do
-  redis.call('ZADD', w[1], now, member)
-  redis.call('PEXPIRE', w[1], w[2])
+  local sends = redis.call('ZCARD', w[1])
+  local frees = 0
+  if sends > 0 then
+    local oldest = redis.call('ZRANGE', w[1], 0, 0, 'WITHSCORES')
+    frees = math.floor(tonumber(oldest[2]) + w[2] - now)
+  end
+  table.insert(state, sends)
+  table.insert(state, frees)
 end
-return {'ok', 0}
+return state
 """
 
 _RELEASE = """
@@ -91,6 +104,21 @@ _LIMIT_MESSAGES = {
 class CodeSent:
     resend_after: int
     expires_in: int
+    limits: Verdict  # the SMS limit closest to refusing the next send, for the RateLimit headers
+
+
+def _limits(settings: Settings, state: list) -> dict[str, Verdict]:
+    """Each SMS limit as a verdict, from the reservation script's answer."""
+    refused = set(filter(None, str(state[0]).split(",")))
+    cooldown_ms = int(state[1])
+    verdicts = {"cooldown": Verdict(limit=1, remaining=0 if cooldown_ms > 0 else 1,
+                                    reset=-(-cooldown_ms // 1000), allowed="cooldown" not in refused)}
+    for index, (name, limit) in enumerate((("hour", settings.sms_hour_limit), ("day", settings.sms_day_limit),
+                                           ("ip_day", settings.sms_ip_day_limit))):
+        sends, frees_ms = int(state[2 + 2 * index]), int(state[3 + 2 * index])
+        verdicts[name] = Verdict(limit=limit, remaining=max(0, limit - sends), reset=-(-frees_ms // 1000),
+                                 allowed=name not in refused)
+    return verdicts
 
 
 @dataclass(frozen=True)
@@ -111,11 +139,16 @@ async def send_login_code(*, redis: Redis, sms: SmsSender, settings: Settings, p
     """Reserve a send under every limit, send the code, then store its hash (replacing any older code)."""
     member = secrets.token_hex(8)
     window_keys = [keys.sms_cooldown(phone), keys.sms_hour(phone), keys.sms_day(phone), keys.sms_ip_day(client_ip)]
-    verdict, wait_ms = await redis.eval(
+    state = await redis.eval(
         _RESERVE, len(window_keys), *window_keys, int(time.time() * 1000), member, settings.sms_cooldown * 1000,
         settings.sms_hour_limit, settings.sms_day_limit, settings.sms_ip_day_limit)
-    if verdict != "ok":
-        raise RateLimitedError(-(-int(wait_ms) // 1000), _LIMIT_MESSAGES[verdict], data={"limit": verdict})
+    limits = _limits(settings, state)
+    refusing = [(name, verdict) for name, verdict in limits.items() if not verdict.allowed]
+    if refusing:  # the limit that keeps refusing longest is the one to report: retrying sooner cannot help
+        name, verdict = max(refusing, key=lambda item: item[1].reset)
+        error = RateLimitedError(verdict.reset, _LIMIT_MESSAGES[name], data={"limit": name})
+        error.headers.update(verdict.headers())
+        raise error
     code = f"{secrets.randbelow(10**6):06d}"
     try:
         await sms.send_code(phone, code)
@@ -127,7 +160,8 @@ async def send_login_code(*, redis: Redis, sms: SmsSender, settings: Settings, p
         pipe.hset(keys.sms_code(phone), mapping={"h": _digest(settings, phone, code), "tries": 0})
         pipe.expire(keys.sms_code(phone), settings.sms_code_ttl)
         await pipe.execute()
-    return CodeSent(resend_after=settings.sms_cooldown, expires_in=settings.sms_code_ttl)
+    return CodeSent(resend_after=settings.sms_cooldown, expires_in=settings.sms_code_ttl,
+                    limits=Verdict.tightest(*limits.values()))
 
 
 async def verify_login_code(*, redis: Redis, settings: Settings, phone: str, code: object) -> VerifiedCode:

@@ -12,7 +12,7 @@ from handlers.base import InFlight
 from server import make_app
 from services.redis_client import build_redis
 from services.sms import build_sms_sender
-from tests.conftest import login
+from tests.conftest import login, new_phone
 from tests.support.client import Client, assert_error
 from tests.support.keepalive import KeepAliveConnection
 
@@ -95,6 +95,14 @@ async def test_disabled_limits_leave_sms_limits_on(client, sms_stub):
     assert "RateLimit-Limit" not in (await client.get("/api/v1/profile", token=session.access_token)).headers
     again = await client.post("/api/v1/sms-codes", {"phone": session.phone})
     assert assert_error(again, 429, "rate_limited")["data"]["limit"] == "cooldown"
+    assert again.headers["RateLimit-Limit"] == "1" and again.headers["RateLimit-Remaining"] == "0"
+    assert again.headers["RateLimit-Reset"] == again.headers["Retry-After"]
+
+
+async def test_sms_sends_show_the_tightest_of_the_request_and_sms_limits(limited):
+    sent = await limited.post("/api/v1/sms-codes", {"phone": new_phone()}, headers=ip(8))
+    assert sent.status == 200
+    assert (sent.headers["RateLimit-Limit"], sent.headers["RateLimit-Remaining"]) == ("1", "0")  # the cooldown
 
 
 async def test_refused_requests_keep_the_connection_usable(limited, make_person):

@@ -65,20 +65,34 @@ async def test_missing_and_unknown_fields(client):
     assert body["data"]["fields"] == {"debug": "unknown field"}
 
 
+def limit_headers(resp) -> tuple[int, int, int]:
+    return tuple(int(resp.headers[f"RateLimit-{name}"]) for name in ("Limit", "Remaining", "Reset"))
+
+
 async def test_cooldown_then_hour_cap(client, sms_stub, redis):
+    """The request-rate limits are off in this app (SWIPER_RATE_LIMIT_ENABLED=false); the SMS limits and their
+    RateLimit headers are not (issue 10, item 4)."""
     phone = new_phone()
-    assert (await client.post(PATH, {"phone": phone}, headers=ip_headers())).status == 200
+    first = await client.post(PATH, {"phone": phone}, headers=ip_headers())
+    assert first.status == 200
+    limit, remaining, reset = limit_headers(first)  # the tightest limit now: the cooldown, used up
+    assert (limit, remaining) == (1, 0) and 55 <= reset <= 60
     again = await client.post(PATH, {"phone": phone}, headers=ip_headers())
     body = assert_error(again, 429, "rate_limited")
     assert body["data"]["limit"] == "cooldown"
     assert 55 <= int(again.headers["Retry-After"]) <= 60
-    for _ in range(4):  # the cooldown passes (we skip the wait), the hour window keeps counting
+    assert limit_headers(again)[:2] == (1, 0) and limit_headers(again)[2] == int(again.headers["Retry-After"])
+    for sent in range(2, 6):  # the cooldown passes (we skip the wait), the hour window keeps counting
         await redis.delete(keys.sms_cooldown(phone))
-        assert (await client.post(PATH, {"phone": phone}, headers=ip_headers())).status == 200
+        resp = await client.post(PATH, {"phone": phone}, headers=ip_headers())
+        assert resp.status == 200  # after the 5th the hour is used up too, and outlasts the cooldown
+        assert limit_headers(resp)[:2] == ((1, 0) if sent < 5 else (5, 0))
     await redis.delete(keys.sms_cooldown(phone))
     capped = await client.post(PATH, {"phone": phone}, headers=ip_headers())
     assert assert_error(capped, 429, "rate_limited")["data"]["limit"] == "hour"
     assert 3500 <= int(capped.headers["Retry-After"]) <= 3600
+    limit, remaining, reset = limit_headers(capped)
+    assert (limit, remaining) == (5, 0) and reset == int(capped.headers["Retry-After"])
     assert len(sms_stub.codes_for(phone)) == 5
 
 
@@ -89,6 +103,10 @@ async def test_day_cap_counts_earlier_sends(client, redis):
     resp = await client.post(PATH, {"phone": phone}, headers=ip_headers())
     assert assert_error(resp, 429, "rate_limited")["data"]["limit"] == "day"
     assert 22 * 3600 - 5 <= int(resp.headers["Retry-After"]) <= 22 * 3600
+    assert limit_headers(resp) == (10, 0, int(resp.headers["Retry-After"]))
+    await redis.zremrangebyrank(keys.sms_day(phone), 0, 0)  # one place free in the day: that is the tightest
+    sent = await client.post(PATH, {"phone": phone}, headers=ip_headers())
+    assert sent.status == 200 and limit_headers(sent)[:2] == (10, 0)
 
 
 async def test_ip_cap(client, sms_stub):
