@@ -166,10 +166,9 @@ def validate_profile_patch(body: dict[str, Any], account: Account,
 async def update_profile(*, redis: Redis, settings: Settings, account: Account, body: dict[str, Any]) -> Account:
     """Validate, check ``anylocation``, write user and preferences in one transaction, then drop the cache."""
     user_changes, pref_changes = validate_profile_patch(body, account, settings)
-    if "location" in user_changes or "location" in pref_changes:
+    if "location" in pref_changes:  # the rule is about a preference sent now: moving city is always allowed
         own = user_changes.get("location", account.user.location)
-        wanted = pref_changes.get("location", account.prefs.location)
-        if wanted is not None and wanted != own:
+        if pref_changes["location"] != own:
             await vip.require_permission(account.user, "anylocation")
     if not user_changes and not pref_changes:
         return account

@@ -132,8 +132,13 @@ async def test_anylocation_needed_for_another_city(client, user, redis):
     both = await client.patch(PROFILE, {"location": "广州", "preferences": {"location": "广州"}},
                               token=user.access_token)
     assert both.status == 200
-    moved = await client.patch(PROFILE, {"location": "深圳"}, token=user.access_token)
-    assert_error(moved, 403, "permission_denied")
+    moved = await client.patch(PROFILE, {"location": "深圳"}, token=user.access_token)  # moving is always allowed
+    assert moved.status == 200, moved.body
+    assert moved.data["location"] == "深圳" and moved.data["preferences"]["location"] == "广州"
+    refused = await client.patch(PROFILE, {"location": "珠海", "preferences": {"location": "广州"}},
+                                 token=user.access_token)  # but a preference sent with it is checked
+    assert_error(refused, 403, "permission_denied")
+    assert (await client.get(PROFILE, token=user.access_token)).data["location"] == "深圳"
     until = dt.datetime.utcnow() + dt.timedelta(days=1)
     await grant_membership(redis=redis, phone=user.phone, level=3, until=until)
     allowed = await client.patch(PROFILE, {"preferences": {"location": "上海"}}, token=user.access_token)

@@ -167,6 +167,18 @@ async def test_feed_city_preference_needs_anylocation(client, make_person):
     assert_error(await client.get("/api/v1/recommendations?limit=0", token=free.token), 400, "invalid_params")
 
 
+async def test_moving_city_moves_the_feed_whatever_the_stored_preference(client, make_person):
+    """Issue 10, item 5: a free user whose preferences.location equals their city can move, and the feed follows."""
+    old_home, new_home = unique_city(), unique_city()
+    me = await make_person(city=old_home, pref_city=old_home)
+    there = await make_person(gender="male", city=new_home)
+    await make_person(gender="male", city=old_home)
+    moved = await client.patch("/api/v1/profile", {"location": new_home}, token=me.token)
+    assert moved.status == 200, moved.body
+    assert moved.data["preferences"]["location"] == old_home
+    assert await feed_ids(client, me) == [there.id]
+
+
 async def feed_ids(client, me, limit: int = 10) -> list[int]:
     resp = await client.get(f"/api/v1/recommendations?limit={limit}", token=me.token)
     assert resp.status == 200, resp.body
