@@ -97,6 +97,10 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         "ALTER TABLE `swipe` ADD INDEX IF NOT EXISTS `swipe_received_recent` (`target_id`, `created_at`)",
         "ALTER TABLE `swipe` DROP INDEX IF EXISTS `swipe_received`",
     ]),
+    ("0003_swipe_counted", [
+        # whether the like was taken from the daily quota: a rewind gives back exactly what was taken
+        "ALTER TABLE `swipe` ADD COLUMN IF NOT EXISTS `counted` BOOL NOT NULL DEFAULT 0",
+    ]),
 ]
 
 # (level, name, price, permissions) as API.md's VIP table defines them.

@@ -15,6 +15,7 @@ class Swipe(BaseModel):
     target_id = peewee.BigIntegerField()
     action = peewee.SmallIntegerField()
     created_at = DateTimeMicroField(default=utcnow)
+    counted = peewee.BooleanField(default=False)  # taken from the daily like quota (so a rewind gives it back)
 
     class Meta:
         table_name = "swipe"

@@ -60,16 +60,17 @@ async def _answer(*, redis: Redis, settings: Settings, user_id: int, matched: bo
 # One statement checks that the target exists and inserts the swipe: its unique key turns a repeat into an
 # IntegrityError (answered as the repeat it is), and no row inserted means no such user. Plain SQL: this is the
 # hottest write, and building it with peewee cost more CPU than MySQL spends running it.
-_INSERT_SWIPE = ("INSERT INTO swipe (user_id, target_id, action, created_at) "
-                 "SELECT %s, id, %s, %s FROM user WHERE id = %s")
+_INSERT_SWIPE = ("INSERT INTO swipe (user_id, target_id, action, created_at, counted) "
+                 "SELECT %s, id, %s, %s, %s FROM user WHERE id = %s")
 
 
 async def _rowcount(_db: object, cursor: object) -> int:
     return cursor.rowcount  # type: ignore[attr-defined]
 
 
-async def _insert_swipe(user_id: int, target_id: int, code: int) -> bool:
-    inserted = await db.aio_execute_sql(_INSERT_SWIPE, (user_id, code, utcnow(), target_id), fetch_results=_rowcount)
+async def _insert_swipe(user_id: int, target_id: int, code: int, counted: bool) -> bool:
+    inserted = await db.aio_execute_sql(_INSERT_SWIPE, (user_id, code, utcnow(), counted, target_id),
+                                        fetch_results=_rowcount)
     return inserted == 1
 
 
@@ -124,9 +125,10 @@ async def record_swipe(*, redis: Redis, settings: Settings, account: Account, ta
         used: int | None = None
         try:
             async with db.aio_atomic():
-                if not await _insert_swipe(me.id, target_id, code):
+                counted = code > 0 and not unlimited
+                if not await _insert_swipe(me.id, target_id, code, counted):
                     raise NotFoundError("No such user.")
-                if code > 0 and not unlimited:
+                if counted:
                     used = await quotas.take(redis=redis, name="likes", user_id=me.id, day=day,
                                              limit=settings.daily_like_limit)
                     quota_taken = True
@@ -168,7 +170,6 @@ async def record_swipe(*, redis: Redis, settings: Settings, account: Account, ta
 async def rewind_last_swipe(*, redis: Redis, settings: Settings, account: Account) -> int:
     """Undo my most recent swipe (once, within the window) and everything it caused; returns whom it was about."""
     me = account.user
-    unlimited = await vip.has_permission(me, "unlimit_like")
     day = quotas.quota_day(settings)
 
     async def transaction() -> int:
@@ -213,7 +214,8 @@ async def rewind_last_swipe(*, redis: Redis, settings: Settings, account: Accoun
                     await pipe.execute()
             raise
         swiped_on = quotas.quota_day(settings, last.created_at.replace(tzinfo=dt.timezone.utc))
-        if last.action > 0 and not unlimited and swiped_on.key == day.key:
+        # what the swipe took, not what the user's level is now: a level bought or lost in between changes nothing
+        if last.counted and swiped_on.key == day.key:
             try:  # the rewind has committed: a lost give-back costs one like, an error here would hide the rewind
                 await quotas.give_back(redis=redis, name="likes", user_id=me.id, day=day)
             except RedisError:

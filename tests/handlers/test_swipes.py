@@ -9,7 +9,9 @@ import pytest
 
 from models import Match, Swipe, db
 from services import keys, quotas
+from models.base import utcnow
 from services.swipes import pair
+from services.vip import grant_membership
 from tests.support.client import assert_error
 
 SWIPES, LAST = "/api/v1/swipes", "/api/v1/swipes/last"
@@ -168,12 +170,23 @@ async def test_concurrent_rewinds_one_succeeds(client, make_person):
 
 
 async def test_rewound_like_goes_back_to_the_quota(client, make_person, redis):
-    me, other = await make_person(level=2), await make_person(gender="male")
-    await redis.set(keys.quota("likes", me.id, dt.datetime.now(zoneinfo.ZoneInfo("Asia/Shanghai"))
-                               .strftime("%Y%m%d")), 0)
-    await swipe(client, me, other)
-    await client.delete(LAST, token=me.token)
+    """Issue 10, item 6: the give-back follows whether the like was counted, not the level at rewind time."""
+    me, other, later = await make_person(), await make_person(gender="male"), await make_person(gender="male")
+    assert (await swipe(client, me, other)).data["likes_remaining"] == 99  # counted: a level-0 like
+    await grant_membership(redis=redis, phone=me.phone, level=2, until=utcnow() + dt.timedelta(days=1))
+    assert (await client.delete(LAST, token=me.token)).status == 200  # rewound while uncapped
+    await grant_membership(redis=redis, phone=me.phone, level=0, until=None)
+    assert (await swipe(client, me, later)).data["likes_remaining"] == 99
     assert (await swipe(client, me, other, "dislike")).status == 200  # the rewound swipe is gone
+
+
+async def test_an_uncounted_like_rewound_gives_nothing_back(client, make_person, redis, settings):
+    me, other = await make_person(level=3), await make_person(gender="male")
+    quota_key = keys.quota("likes", me.id, quotas.quota_day(settings).key)
+    await redis.set(quota_key, 7)  # likes this user took earlier today, while capped
+    assert (await swipe(client, me, other)).data["likes_remaining"] is None
+    assert (await client.delete(LAST, token=me.token)).status == 200
+    assert await redis.get(quota_key) == "7"
 
 
 async def test_dislikes_report_the_likes_left(client, make_person):
