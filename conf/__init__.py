@@ -1,23 +1,27 @@
-"""Swiper's settings: defaults overridden by ``SWIPER_*`` environment variables.
+"""Swiper's settings: one pydantic-settings class, defaults overridden by ``SWIPER_*`` environment variables.
 
 One frozen object, validated once at start-up. A bad value raises ``SettingsError`` whose message names
 the variable, so ``server.py`` can stop with one readable line instead of a traceback.
 """
 from __future__ import annotations
 
-import dataclasses
+import contextvars
 import os
 import re
 import sys
 import zoneinfo
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
+
+from pydantic import AfterValidator, Field, NonNegativeFloat, PositiveFloat, PositiveInt, ValidationError
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_JWT_SECRET = "dev-only-secret-change-me-please-0123456789"
 DEFAULT_MEDIA_DIR = str(Path(__file__).resolve().parents[1] / "var" / "media")
+ENV_PREFIX = "SWIPER_"
 
 
 class SettingsError(ValueError):
@@ -33,78 +37,6 @@ class MySQLURL:
     database: str
 
 
-@dataclass(frozen=True)
-class Settings:
-    env: str = "dev"
-    host: str = "127.0.0.1"
-    log_level: str = "INFO"
-
-    mysql_url: str = "mysql://swiper:swiper@127.0.0.1:3306/swiper"
-    mysql_pool_size: int = 20
-    mysql_connect_timeout: float = 2.0
-    mysql_query_timeout: float = 5.0
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_prefix: str = "swiper:"
-    redis_pool_size: int = 50
-    redis_timeout: float = 2.0
-
-    jwt_secret: str = DEFAULT_JWT_SECRET
-    access_token_ttl: int = 900
-    refresh_token_ttl: int = 30 * 24 * 3600
-
-    sms_backend: str = "console"
-    aliyun_access_key_id: str = ""
-    aliyun_access_key_secret: str = ""
-    aliyun_sms_sign_name: str = "Swiper"
-    aliyun_sms_template_code: str = "SMS_000000"
-    aliyun_sms_endpoint: str = "dysmsapi.aliyuncs.com"
-    aliyun_sms_protocol: str = "https"
-    aliyun_sms_ca_file: str = ""
-    sms_timeout: float = 3.0
-    sms_code_ttl: int = 300
-    sms_max_attempts: int = 5
-    sms_cooldown: int = 60
-    sms_hour_limit: int = 5
-    sms_day_limit: int = 10
-    sms_ip_day_limit: int = 20
-
-    qiniu_access_key: str = ""
-    qiniu_secret_key: str = ""
-    qiniu_bucket: str = ""
-    qiniu_domain: str = ""
-    qiniu_up_host: str = "https://up.qiniup.com"
-    storage_backend: str = "local"
-    storage_timeout: float = 5.0      # seconds for one upload to Qiniu (connect + send + answer)
-    media_dir: str = DEFAULT_MEDIA_DIR  # the local backend's files
-    media_url: str = "/media"          # the local backend's public URL base (a path, or an absolute URL)
-
-    rate_limit_enabled: bool = True
-    rate_limit_window: int = 60
-    rate_limit_anonymous: int = 60
-    rate_limit_user: int = 120
-    rate_limit_vip: int = 300
-    rate_limit_verify: int = 10
-    timezone: str = "Asia/Shanghai"
-    daily_like_limit: int = 100
-    rewind_window: int = 300
-
-    max_json_body: int = 64 * 1024
-    profile_cache_ttl: int = 3600
-    local_cache_ttl: float = 10.0  # seconds a process keeps revocations and accounts it read; 0: off
-    drain_timeout: float = 10.0
-    job_period: int = 60
-    event_loop: str = "uvloop"  # or asyncio (the standard loop)
-    slow_callback_ms: int = 0  # > 0: asyncio debug mode, logging every loop step slower than this
-
-    @property
-    def mysql(self) -> MySQLURL:
-        return parse_mysql_url(self.mysql_url)
-
-    @property
-    def is_prod(self) -> bool:
-        return self.env == "prod"
-
-
 def parse_mysql_url(url: str) -> MySQLURL:
     parts = urlsplit(url)
     if parts.scheme != "mysql" or not parts.hostname or not parts.path.strip("/"):
@@ -118,39 +50,12 @@ def parse_mysql_url(url: str) -> MySQLURL:
     )
 
 
-def _bool(raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("expected true or false")
-
-
-def _choice(*allowed: str) -> Callable[[str], str]:
+def _matching(pattern: str, expected: str) -> AfterValidator:
     def check(raw: str) -> str:
-        if raw not in allowed:
-            raise ValueError(f"expected one of {', '.join(allowed)}")
+        if not re.fullmatch(pattern, raw):
+            raise ValueError(f"expected {expected}")
         return raw
-    return check
-
-
-def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    def check(raw: str) -> Any:
-        value = kind(raw)
-        if value <= 0:
-            raise ValueError("must be positive")
-        return value
-    return check
-
-
-def _non_negative(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    def check(raw: str) -> Any:
-        value = kind(raw)
-        if not value >= 0:
-            raise ValueError("must be 0 or more")
-        return value
-    return check
+    return AfterValidator(check)
 
 
 def _timezone(raw: str) -> str:
@@ -161,79 +66,156 @@ def _timezone(raw: str) -> str:
     return raw
 
 
-def _redis_url(raw: str) -> str:
-    if not re.fullmatch(r"rediss?://[^/\s]+(/\d+)?", raw):
-        raise ValueError("expected redis://host:port/db")
-    return raw
-
-
-def _media_url(raw: str) -> str:
-    if not re.fullmatch(r"(https?://[A-Za-z0-9.-]+(:\d{1,5})?)?(/[A-Za-z0-9._~-]+)+/?", raw):
-        raise ValueError("expected a path like /media or an http(s) URL with a path")
-    return raw.rstrip("/")
-
-
 def _mysql_url(raw: str) -> str:
     parse_mysql_url(raw)
     return raw
 
 
-def _endpoint(raw: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9.-]+(:\d{1,5})?", raw):
-        raise ValueError("expected host[:port]")
-    return raw
+MySQLUrl = Annotated[str, AfterValidator(_mysql_url)]
+RedisUrl = Annotated[str, _matching(r"rediss?://[^/\s]+(/\d+)?", "redis://host:port/db")]
+Endpoint = Annotated[str, _matching(r"[A-Za-z0-9.-]+(:\d{1,5})?", "host[:port]")]
+MediaUrl = Annotated[str, _matching(r"(https?://[A-Za-z0-9.-]+(:\d{1,5})?)?(/[A-Za-z0-9._~-]+)+/?",
+                                    "a path like /media or an http(s) URL with a path"),
+                     AfterValidator(lambda raw: raw.rstrip("/"))]
+TimeZone = Annotated[str, AfterValidator(_timezone)]
 
 
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    "env": _choice("dev", "test", "prod"),
-    "log_level": _choice("DEBUG", "INFO", "WARNING", "ERROR"),
-    "mysql_url": _mysql_url,
-    "redis_url": _redis_url,
-    "sms_backend": _choice("aliyun", "console"),
-    "aliyun_sms_endpoint": _endpoint,
-    "aliyun_sms_protocol": _choice("http", "https"),
-    "storage_backend": _choice("local", "qiniu"),
-    "media_url": _media_url,
-    "timezone": _timezone,
-    "event_loop": _choice("asyncio", "uvloop"),
-}
+class Settings(BaseSettings):
+    """Every setting with its default; README's table lists the same names (a test compares them)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid", str_strip_whitespace=True,
+                                      case_sensitive=False)
+
+    env: Literal["dev", "test", "prod"] = "dev"
+    host: str = "127.0.0.1"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    mysql_url: MySQLUrl = "mysql://swiper:swiper@127.0.0.1:3306/swiper"
+    mysql_pool_size: PositiveInt = 20
+    mysql_connect_timeout: PositiveFloat = 2.0
+    mysql_query_timeout: PositiveFloat = 5.0
+    redis_url: RedisUrl = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "swiper:"
+    redis_pool_size: PositiveInt = 50
+    redis_timeout: PositiveFloat = 2.0
+
+    jwt_secret: str = Field(DEFAULT_JWT_SECRET, min_length=32)
+    access_token_ttl: PositiveInt = 900
+    refresh_token_ttl: PositiveInt = 30 * 24 * 3600
+
+    sms_backend: Literal["aliyun", "console"] = "console"
+    aliyun_access_key_id: str = ""
+    aliyun_access_key_secret: str = ""
+    aliyun_sms_sign_name: str = "Swiper"
+    aliyun_sms_template_code: str = "SMS_000000"
+    aliyun_sms_endpoint: Endpoint = "dysmsapi.aliyuncs.com"
+    aliyun_sms_protocol: Literal["http", "https"] = "https"
+    aliyun_sms_ca_file: str = ""
+    sms_timeout: PositiveFloat = 3.0
+    sms_code_ttl: PositiveInt = 300
+    sms_max_attempts: PositiveInt = 5
+    sms_cooldown: PositiveInt = 60
+    sms_hour_limit: PositiveInt = 5
+    sms_day_limit: PositiveInt = 10
+    sms_ip_day_limit: PositiveInt = 20
+
+    qiniu_access_key: str = ""
+    qiniu_secret_key: str = ""
+    qiniu_bucket: str = ""
+    qiniu_domain: str = ""
+    qiniu_up_host: str = "https://up.qiniup.com"
+    storage_backend: Literal["local", "qiniu"] = "local"
+    storage_timeout: PositiveFloat = 5.0  # seconds for one upload to Qiniu (connect + send + answer)
+    media_dir: str = DEFAULT_MEDIA_DIR  # the local backend's files
+    media_url: MediaUrl = "/media"  # the local backend's public URL base (a path, or an absolute URL)
+
+    rate_limit_enabled: bool = True
+    rate_limit_window: PositiveInt = 60
+    rate_limit_anonymous: PositiveInt = 60
+    rate_limit_user: PositiveInt = 120
+    rate_limit_vip: PositiveInt = 300
+    rate_limit_verify: PositiveInt = 10
+    timezone: TimeZone = "Asia/Shanghai"
+    daily_like_limit: PositiveInt = 100
+    rewind_window: PositiveInt = 300
+
+    max_json_body: PositiveInt = 64 * 1024
+    profile_cache_ttl: PositiveInt = 3600
+    local_cache_ttl: NonNegativeFloat = 10.0  # seconds a process keeps revocations and accounts it read; 0: off
+    drain_timeout: PositiveFloat = 10.0
+    job_period: PositiveInt = 60
+    event_loop: Literal["asyncio", "uvloop"] = "uvloop"
+    slow_callback_ms: int = 0  # > 0: asyncio debug mode, logging every loop step slower than this
+
+    @property
+    def mysql(self) -> MySQLURL:
+        return parse_mysql_url(self.mysql_url)
+
+    @property
+    def is_prod(self) -> bool:
+        return self.env == "prod"
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with some values changed, validated like the original (tests use it)."""
+        try:
+            settings = type(self).model_validate({**self.model_dump(), **changes})
+        except ValidationError as exc:
+            raise _settings_error(exc, changes) from None
+        _check_consistency(settings)
+        return settings
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only what ``load_settings`` passes in: its overrides, then the environment it was given."""
+        return init_settings, _MappingSource(settings_cls, _environment.get())
 
 
-def _parser_for(f: dataclasses.Field) -> Callable[[str], Any]:
-    if f.name in _PARSERS:
-        return _PARSERS[f.name]
-    if f.type == "bool":
-        return _bool
-    if f.type == "int" and f.name == "slow_callback_ms":
-        return int
-    if f.name == "local_cache_ttl":
-        return _non_negative(float)
-    if f.type == "int":
-        return _positive(int)
-    if f.type == "float":
-        return _positive(float)
-    return str
+class _MappingSource(EnvSettingsSource):
+    """The environment source of pydantic-settings, reading a given mapping instead of ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {name.lower(): value for name, value in self._environ.items()}
+
+
+# The mapping the ``Settings`` being built reads: pydantic-settings builds its sources inside ``__init__``, so
+# ``load_settings`` hands its environment over through this variable for the duration of one build.
+_environment: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar("swiper_settings_environ",
+                                                                                  default={})
+
+
+def _settings_error(exc: ValidationError, given: Mapping[str, Any], environ: Mapping[str, str] | None = None
+                    ) -> SettingsError:
+    """One line naming the first bad variable and what was wrong with it."""
+    error = exc.errors()[0]
+    name = str(error["loc"][0]) if error["loc"] else "?"
+    variable = ENV_PREFIX + name.upper()
+    if error["type"] == "extra_forbidden":
+        return SettingsError(f"unknown settings: {name}")
+    raw = given.get(name, (environ or {}).get(variable))
+    message = str(error["msg"]).removeprefix("Value error, ")
+    message = {"string_too_short": "must be at least 32 characters"}.get(error["type"], message)
+    return SettingsError(f"{variable}={raw!r}: {message}")
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Build and validate the settings; ``overrides`` win over the environment (tests use them)."""
     environ = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(Settings):
-        name = "SWIPER_" + f.name.upper()
-        if f.name in overrides:
-            values[f.name] = overrides.pop(f.name)
-            continue
-        raw = environ.get(name)
-        if raw is None:
-            continue
-        try:
-            values[f.name] = _parser_for(f)(raw.strip())
-        except ValueError as exc:
-            raise SettingsError(f"{name}={raw!r}: {exc}") from None
-    if overrides:
-        raise SettingsError(f"unknown settings: {', '.join(sorted(overrides))}")
-    settings = Settings(**values)
+    relevant = {name: value for name, value in environ.items() if name.upper().startswith(ENV_PREFIX)
+                and name[len(ENV_PREFIX):].lower() in Settings.model_fields}
+    token = _environment.set(relevant)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        raise _settings_error(exc, overrides, relevant) from None
+    finally:
+        _environment.reset(token)
     _check_consistency(settings)
     return settings
 
@@ -248,8 +230,6 @@ def load_settings_or_exit(program: str) -> Settings:
 
 
 def _check_consistency(s: Settings) -> None:
-    if len(s.jwt_secret) < 32:
-        raise SettingsError("SWIPER_JWT_SECRET: must be at least 32 characters")
     if s.sms_backend == "aliyun" and not (s.aliyun_access_key_id and s.aliyun_access_key_secret):
         raise SettingsError("SWIPER_ALIYUN_ACCESS_KEY_ID: the aliyun SMS backend needs an access key id and secret")
     if s.storage_backend == "qiniu" and not (s.qiniu_access_key and s.qiniu_secret_key and s.qiniu_bucket

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from models import db
 
@@ -12,6 +13,14 @@ PROBE_TIMEOUT = 2.0
 
 async def _probe_mysql() -> None:
     await db.aio_execute_sql("SELECT 1")
+
+
+async def _probe_redis(redis: Redis) -> None:
+    """A pooled connection that died with an outage fails once and is dropped; the answer is the second try's."""
+    try:
+        await redis.ping()
+    except RedisConnectionError:
+        await redis.ping()
 
 
 async def check_dependencies(*, redis: Redis) -> dict[str, str]:
@@ -23,5 +32,5 @@ async def check_dependencies(*, redis: Redis) -> dict[str, str]:
             return "ok"
         except Exception:
             return "down"
-    mysql, cache = await asyncio.gather(probe(_probe_mysql), probe(redis.ping))
+    mysql, cache = await asyncio.gather(probe(_probe_mysql), probe(lambda: _probe_redis(redis)))
     return {"mysql": mysql, "redis": cache}

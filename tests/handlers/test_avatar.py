@@ -1,7 +1,6 @@
 """PUT /api/v1/profile/avatar through HTTP: the local backend (the suite's app) and Qiniu (an app on a stub)."""
 from __future__ import annotations
 
-import dataclasses
 import re
 import socket
 from pathlib import Path
@@ -183,7 +182,7 @@ async def qiniu_stub() -> QiniuUploadStub:
 
 @pytest.fixture(scope="module")
 async def qiniu_settings(settings: Settings, qiniu_stub: QiniuUploadStub) -> Settings:
-    return dataclasses.replace(settings, storage_backend="qiniu", qiniu_access_key=AK, qiniu_secret_key=SK,
+    return settings.replace(storage_backend="qiniu", qiniu_access_key=AK, qiniu_secret_key=SK,
                                qiniu_bucket=BUCKET, qiniu_domain=CDN, qiniu_up_host=qiniu_stub.up_host,
                                storage_timeout=1.0)
 

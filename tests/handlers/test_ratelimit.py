@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 
 import pytest
 from tornado.httpserver import HTTPServer
@@ -24,7 +23,7 @@ HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 @pytest.fixture(scope="module")
 async def limited(settings, schema):
     """A second app on the same database and Redis, with the request limits switched on and small."""
-    limited_settings = dataclasses.replace(settings, **LIMITS)
+    limited_settings = settings.replace(**LIMITS)
     redis = build_redis(limited_settings)
     sms = build_sms_sender(limited_settings)
     app = make_app(limited_settings, redis=redis, sms=sms, in_flight=InFlight())

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import signal
 import subprocess
 import sys
@@ -57,14 +56,14 @@ async def test_cli_mode_writes_each_code_to_a_file_and_stops_on_sigterm(settings
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         await _wait_for_port(proc, port)
-        stub_settings = dataclasses.replace(settings, aliyun_sms_endpoint=f"127.0.0.1:{port}")
+        stub_settings = settings.replace(aliyun_sms_endpoint=f"127.0.0.1:{port}")
         await send(stub_settings, "482913", "15500000042")
         assert (codes / "15500000042").read_text() == "482913"
         await send(stub_settings, "000017", "15500000042")   # a newer code replaces the file
         assert (codes / "15500000042").read_text() == "000017"
 
         with pytest.raises(UpstreamError):   # a bad signature is refused and writes nothing
-            await send(dataclasses.replace(stub_settings, aliyun_access_key_secret="wrong-secret"), "111111",
+            await send(stub_settings.replace(aliyun_access_key_secret="wrong-secret"), "111111",
                        "15500000043")
         assert sorted(p.name for p in codes.iterdir()) == ["15500000042"]   # no temporary files left
 
