@@ -55,7 +55,7 @@ def make_app(settings: Settings, *, redis: Redis, sms: SmsSender, in_flight: InF
     metrics.name_routes([(pattern, handler) for pattern, handler, _ in media])
     return web.Application(
         [*ROUTES, *media], default_handler_class=NotFoundHandler, log_function=log_request,
-        compress_response=False, swiper_settings=settings, redis=redis, sms=sms, in_flight=in_flight or InFlight(),
+        compress_response=False, api_routes=ROUTES, swiper_settings=settings, redis=redis, sms=sms, in_flight=in_flight or InFlight(),
         storage=storage or build_storage(settings),
         rate_fallback=ratelimit.LocalWindows(), local_caches=LocalCaches(ttl=settings.local_cache_ttl),
     )

@@ -1,14 +1,61 @@
 """SMS codes and sessions: log in, refresh, log out."""
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Annotated, Any, Literal
 
-from handlers.base import BaseHandler, require_fields
+from pydantic import AfterValidator, WithJsonSchema
+
+from handlers.base import BaseHandler
+from handlers.contract import Payload, RequestModel, operation
+from handlers.shapes import Profile
 from services import sms_codes, tokens
-from services.errors import InvalidParamsError
-from services.phones import normalize_phone
 from services.accounts import find_or_register, load_account
+from services.phones import ACCEPTED_PATTERN, MAX_INPUT_LENGTH, normalize_phone
 from services.profiles import owner_view
+
+
+def _six_digits(code: str) -> str:
+    if not re.fullmatch(r"[0-9]{6}", code):
+        raise ValueError("must be 6 digits")
+    return code
+
+
+Phone = Annotated[str, AfterValidator(normalize_phone), WithJsonSchema({
+    "type": "string", "minLength": 11, "maxLength": MAX_INPUT_LENGTH, "pattern": ACCEPTED_PATTERN,
+    "description": "a mainland mobile; +86/0086, surrounding spaces and spaces or dashes between digits are accepted",
+})]
+SmsCode = Annotated[str, AfterValidator(_six_digits), WithJsonSchema({"type": "string", "pattern": "^[0-9]{6}$"})]
+
+
+class SendCode(RequestModel):
+    phone: Phone
+
+
+class CodeSent(Payload):
+    resend_after: int
+    expires_in: int
+
+
+class LogIn(RequestModel):
+    phone: Phone
+    code: SmsCode
+
+
+class Refresh(RequestModel):
+    refresh_token: str
+
+
+class TokenPair(Payload):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"]
+    expires_in: int
+
+
+class Session(TokenPair):
+    is_new_user: bool
+    user: Profile
 
 
 def token_payload(pair: tokens.TokenPair) -> dict[str, Any]:
@@ -19,13 +66,12 @@ def token_payload(pair: tokens.TokenPair) -> dict[str, Any]:
 class SmsCodesHandler(BaseHandler):
     auth_required = False
 
-    async def post(self) -> None:
+    @operation("sendLoginCode", tag="auth", summary="Send a login code", body=SendCode, response=CodeSent,
+               errors=(429, 502))
+    async def post(self, body: SendCode) -> None:
         """Send a login code; the answer is the same whether or not the phone is registered."""
-        body = self.json_body()
-        require_fields(body, "phone")
-        phone = normalize_phone(body["phone"])
         sent = await sms_codes.send_login_code(redis=self.redis, sms=self.sms, settings=self.settings_obj,
-                                               phone=phone, client_ip=self.client_ip)
+                                               phone=body.phone, client_ip=self.client_ip)
         self.limit_headers(sent.limits)  # a rate-limited endpoint whatever SWIPER_RATE_LIMIT_ENABLED says
         self.ok({"resend_after": sent.resend_after, "expires_in": sent.expires_in})
 
@@ -34,15 +80,15 @@ class SessionsHandler(BaseHandler):
     auth_required = False
     rate_limit_scope = "verify"  # code guessing: 10 a minute per IP, failing closed without Redis
 
-    async def post(self) -> None:
+    @operation("logIn", tag="auth", summary="Log in (registers on first login)", body=LogIn, response=Session,
+               links={"GetMyProfile": {"operationId": "getMyProfile"},
+                      "GetUser": {"operationId": "getUser", "parameters": {"user_id": "$response.body#/data/user/id"}}})
+    async def post(self, body: LogIn) -> None:
         """Log in with phone + code, registering the phone on first login."""
-        body = self.json_body()
-        require_fields(body, "phone", "code")
-        phone = normalize_phone(body["phone"])
-        verified = await sms_codes.verify_login_code(redis=self.redis, settings=self.settings_obj, phone=phone,
-                                                     code=body["code"])
+        verified = await sms_codes.verify_login_code(redis=self.redis, settings=self.settings_obj, phone=body.phone,
+                                                     code=body.code)
         try:
-            user_id, is_new = await find_or_register(phone=phone)
+            user_id, is_new = await find_or_register(phone=body.phone)
             account = await load_account(redis=self.redis, settings=self.settings_obj, user_id=user_id)
             pair = await tokens.start_session(redis=self.redis, settings=self.settings_obj, user_id=user_id)
             profile = await owner_view(account, self.settings_obj)
@@ -56,16 +102,15 @@ class SessionsHandler(BaseHandler):
 class CurrentSessionHandler(BaseHandler):
     auth_required = False  # PUT presents a refresh token in the body; DELETE authenticates itself
 
-    async def put(self) -> None:
+    @operation("refreshSession", tag="auth", summary="Rotate the refresh token", body=Refresh, response=TokenPair,
+               errors=(401,))
+    async def put(self, body: Refresh) -> None:
         """Rotate: a used refresh token is revoked; presenting it again ends the whole session."""
-        body = self.json_body()
-        require_fields(body, "refresh_token")
-        if not isinstance(body["refresh_token"], str):
-            raise InvalidParamsError.for_fields({"refresh_token": "must be a string"})
         self.user_id, pair = await tokens.rotate_session(redis=self.redis, settings=self.settings_obj,
-                                                         refresh_token=body["refresh_token"])
+                                                         refresh_token=body.refresh_token)
         self.ok(token_payload(pair))
 
+    @operation("logOut", tag="auth", summary="Log out this device", auth=True)
     async def delete(self) -> None:
         """Log out this device only, at once in every process."""
         await self.authenticate()

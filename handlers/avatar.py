@@ -6,10 +6,12 @@ import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel
 from tornado import httputil, web
 
 from conf import Settings
 from handlers.base import BaseHandler
+from handlers.contract import Payload, operation
 from services import jsoncodec
 from services.errors import (AppError, FileInvalidError, InvalidParamsError, MethodNotAllowedError, NotFoundError,
                              PayloadTooLargeError)
@@ -19,6 +21,16 @@ from services.storage import Storage, replace_avatar
 MULTIPART_OVERHEAD = 64 * 1024   # boundaries and part headers around the 5 MiB file, generously
 _MULTIPART = httputil.ParseBodyConfig(multipart=httputil.ParseMultipartConfig(max_parts=8,
                                                                              max_part_header_size=4096))
+
+
+class AvatarUpload(BaseModel):
+    """The multipart form: one part named ``avatar`` (JPEG, PNG or WebP by content, at most 5 MiB)."""
+
+    avatar: bytes
+
+
+class AvatarStored(Payload):
+    avatar: str  # its public URL
 
 
 class AvatarHandler(BaseHandler):
@@ -31,6 +43,9 @@ class AvatarHandler(BaseHandler):
     def storage(self) -> Storage:
         return self.application.settings["storage"]
 
+    @operation("replaceMyAvatar", tag="profile", form=AvatarUpload, response=AvatarStored, errors=(502,),
+               summary="Replace my avatar (JPEG, PNG or WebP by content, at most 5 MiB; metadata such as GPS is "
+                       "removed)")
     async def put(self) -> None:
         """Replace my avatar; if checking or storing fails, the old one stays."""
         await self.current_account()   # a token of a deleted account is no session

@@ -14,6 +14,7 @@ from tornado import httputil, web
 from tornado.iostream import StreamClosedError
 
 from conf import Settings
+from handlers.contract import QueryModel, RequestModel, parse_json, parse_query
 from services import accounts, jsoncodec, ratelimit, tokens, vip
 from services.accounts import Account
 from services.local_cache import LocalCaches
@@ -210,29 +211,13 @@ class BaseHandler(web.RequestHandler):
                 raise NotAuthenticatedError("The account no longer exists.") from None
         return self._account
 
-    def query_limit(self, default: int, maximum: int = 50) -> int:
-        raw = self.get_query_argument("limit", None)
-        if raw is None:
-            return default
-        if not raw.isdigit() or not 1 <= int(raw) <= maximum:
-            raise InvalidParamsError.for_fields({"limit": f"must be an integer from 1 to {maximum}"})
-        return int(raw)
+    def parse_body(self, model: type[RequestModel]) -> RequestModel:
+        """The JSON body as its declared model, or one 1002 naming every problem by dotted path."""
+        return parse_json(model, self.body)
 
-    def query_cursor(self) -> str | None:
-        return self.get_query_argument("cursor", None) or None
-
-    def json_body(self) -> dict[str, Any]:
-        """The body as a JSON object; anything else is 1002."""
-        raw = self.body
-        if not raw.strip():
-            raise InvalidParamsError("A JSON object body is required.")
-        try:
-            value = jsoncodec.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidParamsError("The body is not valid JSON.") from None
-        if not isinstance(value, dict):
-            raise InvalidParamsError("The body must be a JSON object.")
-        return value
+    def parse_query(self, model: type[QueryModel]) -> QueryModel:
+        """The query string as its declared model (unknown, repeated or malformed parameters are 1002)."""
+        return parse_query(model, self.request.query_arguments)
 
     def ok(self, data: Any = None) -> None:
         self.set_header("Content-Type", "application/json; charset=utf-8")
@@ -284,14 +269,6 @@ class BaseHandler(web.RequestHandler):
             self.set_header("Connection", "close")
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(jsoncodec.dumps(error.envelope()))
-
-
-def require_fields(body: dict[str, Any], *required: str) -> None:
-    """Exactly these fields: unknown ones and missing ones are 1002, named."""
-    problems = {name: "unknown field" for name in body if name not in required}
-    problems.update({name: "required" for name in required if name not in body})
-    if problems:
-        raise InvalidParamsError.for_fields(problems)
 
 
 def requires_permission(permission: str) -> Callable:

@@ -7,6 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 from tornado import web
 
 from handlers.base import BaseHandler
+from handlers.contract import operation
 from services.local_cache import LocalCaches
 
 REQUESTS = Counter("swiper_requests_total", "HTTP requests answered", ["route", "method", "status"])
@@ -55,6 +56,8 @@ class MetricsHandler(BaseHandler):
     auth_required = False
     rate_limited = False
 
+    @operation("getMetrics", tag="service", summary="Prometheus metrics (not exposed through nginx)", content="text",
+               dependencies=False)
     async def get(self) -> None:
         """Prometheus text format; nginx does not expose it publicly."""
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)

@@ -1,25 +1,61 @@
 """The signed-in user's profile, and other users' public view."""
 from __future__ import annotations
 
+import datetime as dt
+
 from handlers.base import BaseHandler
+from handlers.contract import Gender, RequestModel, ShortText, integer, operation
+from handlers.shapes import Profile, PublicUser
 from services.accounts import load_account
 from services.profiles import owner_view, public_view, update_profile
 
+Distance = integer(0, 1000)
+DatingAge = integer(18, 100)
+
+# Every field is optional (a PATCH names only what changes) and none takes null unless null means something.
+# The defaults are never used: ``sent()`` keeps only what the client sent.
+
+
+class PreferencesPatch(RequestModel):
+    dating_gender: Gender | None = None  # null: either gender
+    location: ShortText | None = None     # null: no preference (search my own city)
+    min_distance: Distance = None  # type: ignore[assignment]
+    max_distance: Distance = None  # type: ignore[assignment]
+    min_dating_age: DatingAge = None  # type: ignore[assignment]
+    max_dating_age: DatingAge = None  # type: ignore[assignment]
+    vibration: bool = None  # type: ignore[assignment]
+    only_match: bool = None  # type: ignore[assignment]
+    auto_play: bool = None  # type: ignore[assignment]
+
+
+class ProfilePatch(RequestModel):
+    """Any subset of the editable fields; ``preferences`` merges (fields not sent keep their values)."""
+
+    read_only = frozenset({"id", "phone", "vip", "avatar", "age", "created_at", "updated_at", "is_new_user"})
+    nickname: ShortText = None  # type: ignore[assignment]
+    gender: Gender = None  # type: ignore[assignment]
+    birthday: dt.date = None  # type: ignore[assignment]
+    location: ShortText = None  # type: ignore[assignment]
+    preferences: PreferencesPatch = None  # type: ignore[assignment]
+
 
 class ProfileHandler(BaseHandler):
+    @operation("getMyProfile", tag="profile", summary="My profile", response=Profile)
     async def get(self) -> None:
         """The owner's view of my profile."""
         self.ok(await owner_view(await self.current_account(), self.settings_obj))
 
-    async def patch(self) -> None:
+    @operation("updateMyProfile", tag="profile", summary="Edit my profile", body=ProfilePatch, response=Profile,
+               errors=(403, 409))
+    async def patch(self, body: ProfilePatch) -> None:
         """Change any subset of the editable fields; all-or-nothing."""
-        body = self.json_body()
         account = await update_profile(redis=self.redis, settings=self.settings_obj,
-                                       account=await self.current_account(), body=body)
+                                       account=await self.current_account(), changes=body.sent())
         self.ok(await owner_view(account, self.settings_obj))
 
 
 class UserHandler(BaseHandler):
+    @operation("getUser", tag="profile", summary="A user's public view", response=PublicUser, errors=(404,))
     async def get(self, user_id: str) -> None:
         """Anyone's public view: never phone, birthday or preferences."""
         account = await load_account(redis=self.redis, settings=self.settings_obj, user_id=int(user_id))

@@ -1,17 +1,26 @@
 """Liveness, readiness and the OpenAPI document."""
 from __future__ import annotations
 
+from typing import Literal
+
 from handlers.base import BaseHandler
+from handlers.contract import Payload, operation
 from handlers.openapi import build_spec
-from services import jsoncodec
 from services.errors import UnavailableError
 from services.health import check_dependencies
+
+
+class Dependencies(Payload):
+    mysql: Literal["ok", "down"]
+    redis: Literal["ok", "down"]
+    process: Literal["draining"] | None = None
 
 
 class HealthHandler(BaseHandler):
     auth_required = False
     rate_limited = False
 
+    @operation("getHealth", tag="service", summary="Liveness", response=Literal["ok"], dependencies=False)
     async def get(self) -> None:
         """200 while the process serves, whatever its dependencies do."""
         self.ok("ok")
@@ -21,6 +30,7 @@ class ReadyHandler(BaseHandler):
     auth_required = False
     rate_limited = False
 
+    @operation("getReadiness", tag="service", summary="Readiness of MySQL and Redis", response=Dependencies)
     async def get(self) -> None:
         """200 only when MySQL and Redis both answer."""
         status = await check_dependencies(redis=self.redis)
@@ -35,10 +45,11 @@ class OpenApiHandler(BaseHandler):
     auth_required = False
     rate_limited = False
 
+    @operation("getOpenApiDocument", tag="service", summary="This document", content="bare", dependencies=False)
     async def get(self) -> None:
-        """The bare OpenAPI 3 document (no envelope)."""
+        """The bare OpenAPI 3.1 document (no envelope), generated from the routes and their models."""
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(jsoncodec.dumps(build_spec(self.application)))
+        self.finish(build_spec(self.application.settings["api_routes"]))
 
 
 routes = [

@@ -1,47 +1,116 @@
 """The social core: feed, swipes, rewind, matches, who liked me, hot ranking."""
 from __future__ import annotations
 
-from handlers.base import BaseHandler, require_fields, requires_permission
-from models.social import ACTIONS
+import datetime as dt
+from typing import Literal
+
+from handlers.base import BaseHandler, requires_permission
+from handlers.contract import Limit, Payload, QueryModel, RequestModel, UserId, operation
+from handlers.shapes import Items, Page, PublicUser
 from services import likes, matches, ranking, recommendations, swipes
 from services.accounts import mark_active
-from services.errors import InvalidParamsError
 from services.profiles import public_view
 
 
+class FeedQuery(QueryModel):
+    limit: Limit = 10
+
+
+class PageQuery(QueryModel):
+    limit: Limit = 20
+    cursor: str | None = None  # next_cursor of the previous page
+
+
+class RankingQuery(QueryModel):
+    limit: Limit = 10
+
+
+class SwipeBody(RequestModel):
+    user_id: UserId
+    action: Literal["like", "dislike", "superlike"]
+
+
+class SwipeResult(Payload):
+    matched: bool
+    likes_remaining: int | None  # null: no daily cap
+    resets_at: dt.datetime | None
+
+
+class Rewound(Payload):
+    user_id: int
+
+
+class MatchedUser(PublicUser):
+    matched_at: dt.datetime
+
+
+class LikingUser(PublicUser):
+    action: Literal["like", "superlike"]
+    swiped_at: dt.datetime
+
+
+class Count(Payload):
+    count: int
+
+
+class HotEntry(Payload):
+    rank: int
+    score: int
+    user: PublicUser
+
+
+class Feed(Items[PublicUser]):
+    pass
+
+
+class MatchesPage(Page[MatchedUser]):
+    pass
+
+
+class LikesPage(Page[LikingUser]):
+    pass
+
+
+class HotRanking(Items[HotEntry]):
+    pass
+
+
+SWIPE_A_FEED_USER = {"SwipeFirst": {"operationId": "recordSwipe",
+                                    "requestBody": {"user_id": "$response.body#/data/items/0/id", "action": "like"}},
+                     "ViewFirst": {"operationId": "getUser",
+                                   "parameters": {"user_id": "$response.body#/data/items/0/id"}}}
+
+
 class RecommendationsHandler(BaseHandler):
-    async def get(self) -> None:
+    @operation("getRecommendations", tag="social", summary="The feed: superlikers first, then the most recently active",
+               query=FeedQuery, response=Feed, links=SWIPE_A_FEED_USER)
+    async def get(self, query: FeedQuery) -> None:
         """A page of the feed (no cursor: people shown but not swiped may come again)."""
-        limit = self.query_limit(default=10)
         account = await self.current_account()
         await mark_active(redis=self.redis, user_id=account.user.id, local=self.local_caches)
         users = await recommendations.recommend(redis=self.redis, settings=self.settings_obj, account=account,
-                                                limit=limit)
+                                                limit=query.limit)
         self.ok({"items": [public_view(user, self.settings_obj) for user in users]})
 
 
 class SwipesHandler(BaseHandler):
-    async def post(self) -> None:
+    @operation("recordSwipe", tag="social", summary="Like, dislike or superlike", body=SwipeBody,
+               response=SwipeResult, errors=(403, 404, 409, 429),
+               links={"Rewind": {"operationId": "rewindLastSwipe"},
+                      "ViewSwiped": {"operationId": "getUser", "parameters": {"user_id": "$request.body#/user_id"}}})
+    async def post(self, body: SwipeBody) -> None:
         """Like, dislike or superlike a user; tells whether it made a match and what is left of today's likes."""
-        body = self.json_body()
-        require_fields(body, "user_id", "action")
-        problems = {}
-        target_id, action = body["user_id"], body["action"]
-        if isinstance(target_id, bool) or not isinstance(target_id, int) or not 1 <= target_id < 2**63:
-            problems["user_id"] = "must be a positive integer"
-        if not isinstance(action, str) or action not in ACTIONS:
-            problems["action"] = "must be like, dislike or superlike"
-        if problems:
-            raise InvalidParamsError.for_fields(problems)
         account = await self.current_account()
         result = await swipes.record_swipe(redis=self.redis, settings=self.settings_obj, account=account,
-                                           target_id=target_id, action=action)
+                                           target_id=body.user_id, action=body.action)
         await mark_active(redis=self.redis, user_id=account.user.id, local=self.local_caches)
         self.ok({"matched": result.matched, "likes_remaining": result.likes_remaining,
                  "resets_at": result.resets_at})
 
 
 class LastSwipeHandler(BaseHandler):
+    @operation("rewindLastSwipe", tag="social", summary="Rewind my last swipe (VIP rewind)", response=Rewound,
+               errors=(403, 404, 429))
     @requires_permission("rewind")
     async def delete(self) -> None:
         """Undo my most recent swipe and any match it made."""
@@ -51,14 +120,18 @@ class LastSwipeHandler(BaseHandler):
 
 
 class MatchesHandler(BaseHandler):
-    async def get(self) -> None:
+    @operation("listMatches", tag="social", summary="My matches, newest first", query=PageQuery,
+               response=MatchesPage,
+               links={"Unmatch": {"operationId": "unmatch", "parameters": {"user_id": "$response.body#/data/items/0/id"}}})
+    async def get(self, query: PageQuery) -> None:
         """My matches, newest first."""
         items, cursor = await matches.list_matches(settings=self.settings_obj, user_id=self.user_id,
-                                                   limit=self.query_limit(default=20), cursor=self.query_cursor())
+                                                   limit=query.limit, cursor=query.cursor)
         self.ok({"items": items, "next_cursor": cursor})
 
 
 class MatchHandler(BaseHandler):
+    @operation("unmatch", tag="social", summary="Unmatch (both sides; the swipes stay)", errors=(404,))
     async def delete(self, user_id: str) -> None:
         """Unmatch, for both sides; the swipes stay."""
         await matches.unmatch(user_id=self.user_id, other_id=int(user_id))
@@ -66,26 +139,28 @@ class MatchHandler(BaseHandler):
 
 
 class LikesReceivedHandler(BaseHandler):
+    @operation("listLikesReceived", tag="social", summary="Who liked me (VIP liked_me)", query=PageQuery,
+               response=LikesPage, errors=(403,))
     @requires_permission("liked_me")
-    async def get(self) -> None:
+    async def get(self, query: PageQuery) -> None:
         """Who liked me and is waiting for my answer (VIP)."""
         items, cursor = await likes.list_likes_received(settings=self.settings_obj, user_id=self.user_id,
-                                                        limit=self.query_limit(default=20),
-                                                        cursor=self.query_cursor())
+                                                        limit=query.limit, cursor=query.cursor)
         self.ok({"items": items, "next_cursor": cursor})
 
 
 class LikesReceivedCountHandler(BaseHandler):
+    @operation("countLikesReceived", tag="social", summary="How many liked me", response=Count)
     async def get(self) -> None:
         """How many are waiting (for everyone: the teaser that sells the VIP)."""
         self.ok({"count": await likes.count_likes_received(user_id=self.user_id)})
 
 
 class HotRankingHandler(BaseHandler):
-    async def get(self) -> None:
+    @operation("getHotRanking", tag="social", summary="Hot ranking", query=RankingQuery, response=HotRanking)
+    async def get(self, query: RankingQuery) -> None:
         """The all-time hot list, highest score first."""
-        items = await ranking.top_hot(redis=self.redis, settings=self.settings_obj,
-                                      limit=self.query_limit(default=10))
+        items = await ranking.top_hot(redis=self.redis, settings=self.settings_obj, limit=query.limit)
         self.ok({"items": items})
 
 

@@ -2,12 +2,26 @@
 from __future__ import annotations
 
 from handlers.base import BaseHandler
+from handlers.contract import Payload, operation
+from handlers.shapes import Items, Membership
 from services import vip
+
+
+class VipLevel(Payload):
+    level: int
+    name: str
+    price: float  # yuan per month
+    permissions: list[str]
+
+
+class VipLevels(Items[VipLevel]):
+    pass
 
 
 class VipLevelsHandler(BaseHandler):
     auth_required = False
 
+    @operation("listVipLevels", tag="vip", summary="VIP levels", response=VipLevels)
     async def get(self) -> None:
         """Every level with its price and permissions."""
         catalog = await vip.load_catalog()
@@ -15,6 +29,7 @@ class VipLevelsHandler(BaseHandler):
 
 
 class MyVipHandler(BaseHandler):
+    @operation("getMyMembership", tag="vip", summary="My membership", response=Membership)
     async def get(self) -> None:
         """My membership; an expired one reads as level 0."""
         account = await self.current_account()

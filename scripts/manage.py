@@ -17,7 +17,7 @@ from conf import Settings, load_settings_or_exit  # noqa: E402
 from models import db, init_db  # noqa: E402
 from models.migrations import migrate  # noqa: E402
 from services import keys  # noqa: E402
-from services.errors import AppError  # noqa: E402
+from services.errors import AppError, InvalidParamsError  # noqa: E402
 from services.redis_client import build_redis  # noqa: E402
 from services.robots import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, create_robots, timed_progress  # noqa: E402
 from services.phones import normalize_phone  # noqa: E402
@@ -45,10 +45,13 @@ async def run_grant_vip(settings: Settings, args: argparse.Namespace) -> None:
         until = parse_until(args.until, settings)
     else:
         until = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) + dt.timedelta(days=args.days)
+    try:
+        phone = normalize_phone(args.phone)
+    except ValueError as exc:
+        raise InvalidParamsError(f"PHONE {args.phone!r}: {exc}") from None
     redis = build_redis(settings)
     try:
-        user = await grant_membership(redis=redis, phone=normalize_phone(args.phone), level=args.level,
-                                      until=until)
+        user = await grant_membership(redis=redis, phone=phone, level=args.level, until=until)
     finally:
         await redis.aclose()
     expiry = f"until {user.vip_expires_at.isoformat()}Z" if user.vip_expires_at else "(no membership)"

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 
-from services.errors import InvalidParamsError
 
 MAX_INPUT_LENGTH = 32
 # What ``normalize_phone`` accepts, as one pattern (the OpenAPI document publishes it): an optional +86/0086
@@ -12,14 +11,13 @@ ACCEPTED_PATTERN = r"^\s*(?:(?:\+86|0086)(?:\s*|-))?1[ -]?[3-9](?:[ -]?[0-9]){9}
 _ACCEPTED = re.compile(ACCEPTED_PATTERN)
 
 
-def normalize_phone(raw: object) -> str:
-    """Strip +86/0086, whitespace, spaces and dashes; the result must be a mainland mobile number."""
-    if not isinstance(raw, str):
-        raise InvalidParamsError.for_fields({"phone": "must be a string"})
+def normalize_phone(raw: str) -> str:
+    """Strip +86/0086, whitespace, spaces and dashes; the result must be a mainland mobile number (else
+    ``ValueError``, which a request model reports as the field's problem)."""
     if len(raw) > MAX_INPUT_LENGTH:
-        raise InvalidParamsError.for_fields({"phone": f"at most {MAX_INPUT_LENGTH} characters"})
+        raise ValueError(f"must be at most {MAX_INPUT_LENGTH} characters")
     if not _ACCEPTED.match(raw):
-        raise InvalidParamsError.for_fields({"phone": "not a mainland mobile number"})
+        raise ValueError("not a mainland mobile number")
     return re.sub(r"[^0-9]", "", raw)[-11:]
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 import zoneinfo
 from typing import Any
 
@@ -18,13 +17,8 @@ from services.errors import ConflictError, InvalidParamsError
 from services.phones import mask_phone
 
 GENDERS = ("male", "female")
-READ_ONLY = {"id", "phone", "vip", "avatar", "age", "created_at", "updated_at", "is_new_user"}
-PROFILE_FIELDS = {"nickname", "gender", "birthday", "location", "preferences"}
-PREFERENCE_INTS = {"min_distance": (0, 1000), "max_distance": (0, 1000),
-                   "min_dating_age": (18, 100), "max_dating_age": (18, 100)}
-PREFERENCE_BOOLS = {"vibration", "only_match", "auto_play"}
-PREFERENCE_FIELDS = {"dating_gender", "location"} | set(PREFERENCE_INTS) | PREFERENCE_BOOLS
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+PREFERENCE_FIELDS = ("dating_gender", "location", "min_distance", "max_distance", "min_dating_age",
+                     "max_dating_age", "vibration", "only_match", "auto_play")
 
 
 def today(settings: Settings) -> dt.date:
@@ -56,117 +50,35 @@ async def owner_view(account: Account, settings: Settings) -> dict:
     view = public_view(user, settings)
     view.update({
         "phone": mask_phone(user.phone), "birthday": user.birthday, "vip": await vip.membership_view(user),
-        "preferences": {name: getattr(prefs, name) for name in
-                        ("dating_gender", "location", "min_distance", "max_distance", "min_dating_age",
-                         "max_dating_age", "vibration", "only_match", "auto_play")},
+        "preferences": {name: getattr(prefs, name) for name in PREFERENCE_FIELDS},
     })
     return view
 
 
-def _text(value: Any, problems: dict[str, str], name: str) -> str | None:
-    if not isinstance(value, str):
-        problems[name] = "must be a string"
-        return None
-    value = value.strip()
-    if not 1 <= len(value) <= 32:
-        problems[name] = "must be 1 to 32 characters"
-        return None
-    if _CONTROL.search(value):
-        problems[name] = "must not contain control characters"
-        return None
-    return value
-
-
-def _birthday(value: Any, problems: dict[str, str], settings: Settings) -> dt.date | None:
-    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
-        problems["birthday"] = "must be a date YYYY-MM-DD"
-        return None
-    try:
-        day = dt.date.fromisoformat(value)
-    except ValueError:
-        problems["birthday"] = "not a real date"
-        return None
-    age = age_on(day, today(settings))
-    if age is None or not 18 <= age <= 100:
-        problems["birthday"] = "age must be between 18 and 100"
-        return None
-    return day
-
-
-def _preferences(body: Any, prefs: Preferences, problems: dict[str, str]) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        problems["preferences"] = "must be an object"
-        return {}
-    changes: dict[str, Any] = {}
-    for name, value in body.items():
-        path = f"preferences.{name}"
-        if name not in PREFERENCE_FIELDS:
-            problems[path] = "unknown field"
-        elif name == "dating_gender":
-            if value not in GENDERS:
-                problems[path] = "must be male or female"
-            else:
-                changes[name] = value
-        elif name == "location":
-            text = _text(value, problems, path)
-            if text is not None:
-                changes[name] = text
-        elif name in PREFERENCE_BOOLS:
-            if not isinstance(value, bool):
-                problems[path] = "must be true or false"
-            else:
-                changes[name] = value
-        else:
-            low, high = PREFERENCE_INTS[name]
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                problems[path] = f"must be an integer from {low} to {high}"
-            else:
-                changes[name] = value
+def _check_changes(user_changes: dict[str, Any], pref_changes: dict[str, Any], account: Account,
+                   settings: Settings) -> None:
+    """The rules that need today or the stored profile; the shapes were checked by the request model."""
+    problems: dict[str, str] = {}
+    if "birthday" in user_changes:
+        age = age_on(user_changes["birthday"], today(settings))
+        if age is None or not 18 <= age <= 100:
+            problems["birthday"] = "age must be between 18 and 100"
     for low_name, high_name in (("min_dating_age", "max_dating_age"), ("min_distance", "max_distance")):
-        if f"preferences.{low_name}" in problems or f"preferences.{high_name}" in problems:
-            continue
-        low = changes.get(low_name, getattr(prefs, low_name))
-        high = changes.get(high_name, getattr(prefs, high_name))
+        low = pref_changes.get(low_name, getattr(account.prefs, low_name))
+        high = pref_changes.get(high_name, getattr(account.prefs, high_name))
         if low > high:
             problems[f"preferences.{low_name}"] = f"must not exceed {high_name} ({high})"
-    return changes
-
-
-def validate_profile_patch(body: dict[str, Any], account: Account,
-                           settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Return ``(user_changes, preference_changes)`` or raise one 1002 naming every bad field."""
-    problems: dict[str, str] = {}
-    user_changes: dict[str, Any] = {}
-    pref_changes: dict[str, Any] = {}
-    for name, value in body.items():
-        if name in READ_ONLY:
-            problems[name] = "read-only field"
-        elif name not in PROFILE_FIELDS:
-            problems[name] = "unknown field"
-        elif name in ("nickname", "location"):
-            text = _text(value, problems, name)
-            if text is not None:
-                user_changes[name] = text
-        elif name == "gender":
-            if value not in GENDERS:
-                problems[name] = "must be male or female"
-            else:
-                user_changes[name] = value
-        elif name == "birthday":
-            day = _birthday(value, problems, settings)
-            if day is not None:
-                user_changes[name] = day
-        else:
-            pref_changes = _preferences(value, account.prefs, problems)
     if problems:
         raise InvalidParamsError.for_fields(problems)
-    return user_changes, pref_changes
 
 
-async def update_profile(*, redis: Redis, settings: Settings, account: Account, body: dict[str, Any]) -> Account:
-    """Validate, check ``anylocation``, write user and preferences in one transaction, then drop the cache."""
-    user_changes, pref_changes = validate_profile_patch(body, account, settings)
-    if "location" in pref_changes:  # the rule is about a preference sent now: moving city is always allowed
+async def update_profile(*, redis: Redis, settings: Settings, account: Account, changes: dict[str, Any]) -> Account:
+    """Apply a PATCH (only the fields sent, shapes already checked): check the cross-field rules and
+    ``anylocation``, write user and preferences in one transaction, then drop the cache."""
+    user_changes = {name: value for name, value in changes.items() if name != "preferences"}
+    pref_changes = dict(changes.get("preferences") or {})
+    _check_changes(user_changes, pref_changes, account, settings)
+    if pref_changes.get("location") is not None:  # a preference sent now; moving city alone is always allowed
         own = user_changes.get("location", account.user.location)
         if pref_changes["location"] != own:
             await vip.require_permission(account.user, "anylocation")

@@ -68,7 +68,7 @@ async def test_self_unknown_and_bad_bodies(client, make_person):
     for body in [{}, {"user_id": 5}, {"action": "like"}, {"user_id": "5", "action": "like"},
                  {"user_id": True, "action": "like"}, {"user_id": 0, "action": "like"},
                  {"user_id": -3, "action": "like"}, {"user_id": 5, "action": "love"},
-                 {"user_id": 5, "action": "like", "note": "hi"}, {"user_id": 5.0, "action": "like"}]:
+                 {"user_id": 5, "action": "like", "note": "hi"}, {"user_id": 5.5, "action": "like"}]:
         assert_error(await client.post(SWIPES, body, token=me.token), 400, "invalid_params")
     assert_error(await client.request("POST", SWIPES, body=b"{", token=me.token), 400, "invalid_params")
     assert_error(await client.post(SWIPES, {"user_id": 5, "action": "like"}), 401, "not_authenticated")

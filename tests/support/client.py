@@ -7,6 +7,8 @@ from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
+from tests.support.contract import check_answer
+
 AsyncHTTPClient.configure(None, max_clients=200)
 
 
@@ -23,8 +25,11 @@ class Response:
 
 
 class Client:
-    def __init__(self, base_url: str) -> None:
+    """``check_contract``: every answer must match the OpenAPI document (tests/support/contract.py)."""
+
+    def __init__(self, base_url: str, *, check_contract: bool = True) -> None:
         self.base_url = base_url
+        self.check_contract = check_contract
         self.http = AsyncHTTPClient()
 
     async def request(self, method: str, path: str, *, json_body: Any = None, body: bytes | str | None = None,
@@ -47,8 +52,11 @@ class Client:
         if resp.code == 599:
             raise ConnectionError(f"{method} {path}: {resp.error}")
         parsed = None
-        if resp.body and "json" in resp.headers.get("Content-Type", ""):
+        content_type = resp.headers.get("Content-Type", "")
+        if resp.body and "json" in content_type:
             parsed = json.loads(resp.body)
+        if self.check_contract:
+            check_answer(method, self.base_url + path, resp.code, content_type, parsed)
         return Response(resp.code, resp.headers, resp.body or b"", parsed)
 
     async def get(self, path: str, **kw: Any) -> Response:

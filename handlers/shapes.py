@@ -1,0 +1,72 @@
+"""Payloads more than one resource answers with: a user (public and owner's view), a membership, list pages,
+the error envelope. The services build these as plain dicts on the hot paths; the contract tests check every
+answer against these declarations (through the OpenAPI document generated from them)."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Generic, TypeVar
+
+from handlers.contract import Gender, Payload
+
+T = TypeVar("T")
+
+
+class Error(Payload):
+    """Every failure: ``code`` and ``error`` from API.md's table, ``data`` with details (``fields`` for 1002)."""
+
+    code: int
+    error: str
+    message: str
+    data: dict[str, Any] | None
+
+
+class Membership(Payload):
+    level: int
+    name: str
+    expires_at: dt.datetime | None
+    permissions: list[str]
+
+
+class PublicUser(Payload):
+    """Anyone else's view: never phone, birthday or preferences."""
+
+    id: int
+    nickname: str
+    gender: Gender | None
+    age: int | None
+    avatar: str | None
+    location: str | None
+
+
+class PreferencesView(Payload):
+    dating_gender: Gender | None
+    location: str | None
+    min_distance: int
+    max_distance: int
+    min_dating_age: int
+    max_dating_age: int
+    vibration: bool
+    only_match: bool
+    auto_play: bool
+
+
+class Profile(PublicUser):
+    """The owner's view of their own profile."""
+
+    phone: str
+    birthday: dt.date | None
+    vip: Membership
+    preferences: PreferencesView
+
+
+class Page(Payload, Generic[T]):
+    """A list with a cursor: pass ``next_cursor`` as ``?cursor=`` for the next page (null: no more)."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+class Items(Payload, Generic[T]):
+    """A list without a cursor."""
+
+    items: list[T]
