@@ -162,5 +162,5 @@ def build_spec(routes: Sequence[tuple]) -> bytes:
     """The document as JSON, built once per route table (it never changes while the process runs)."""
     key = id(routes)
     if key not in _rendered:
-        _rendered[key] = jsoncodec.dumps(build_document(routes)).encode()
+        _rendered[key] = jsoncodec.dumps(build_document(routes))
     return _rendered[key]

@@ -29,7 +29,7 @@ class Account:
     prefs: Preferences
 
 
-def _encode(account: Account) -> str:
+def _encode(account: Account) -> bytes:
     return model_cache.rows_to_json(account.user, account.prefs)
 
 

@@ -17,7 +17,7 @@ def _sign(settings: Settings, payload: bytes) -> str:
 
 
 def encode_cursor(settings: Settings, position: dict[str, Any]) -> str:
-    payload = jsoncodec.dumps(position).encode()
+    payload = jsoncodec.dumps(position)
     return base64.urlsafe_b64encode(payload).decode().rstrip("=") + "." + _sign(settings, payload)
 
 

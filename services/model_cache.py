@@ -28,7 +28,7 @@ return 1
 _VERSION_TTL = 2 * 24 * 3600
 
 
-def rows_to_json(*instances: peewee.Model) -> str:
+def rows_to_json(*instances: peewee.Model) -> bytes:
     """Serialise model rows by field so ``rows_from_json`` can rebuild equal instances."""
     return jsoncodec.dumps({type(m).__name__: {f.name: _encode(m.__data__.get(f.name))
                                                for f in m._meta.sorted_fields} for m in instances})
@@ -64,7 +64,7 @@ def queue_read(pipe, *, name: str, pk: int) -> None:
 
 
 async def read_through(*, redis: Redis, name: str, pk: int, ttl: int, load: Callable[[], Awaitable[T]],
-                       encode: Callable[[T], str], decode: Callable[[str], T],
+                       encode: Callable[[T], bytes], decode: Callable[[str], T],
                        prefetched: list | None = None) -> T:
     """Return the cached value, or load it and cache it unless a write happened meanwhile.
 
