@@ -1,12 +1,13 @@
 """Settings: one validated object; a bad value stops start-up with one line naming the variable."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
 import pytest
 
-from conf import DEFAULT_JWT_SECRET, SettingsError, load_settings
+from conf import DEFAULT_JWT_SECRET, Settings, SettingsError, load_settings
 from tests.support.processes import ROOT
 
 
@@ -56,3 +57,39 @@ def test_server_stops_with_one_line():
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "SWIPER_SMS_CODE_TTL" in lines[0], result.stderr
+
+
+def readme_settings() -> dict[str, str | None]:
+    """README's settings table: variable -> its default as written (None where the default is described in words)."""
+    table: dict[str, str | None] = {}
+    for line in (ROOT / "README.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or not cells[0].startswith("`SWIPER_"):
+            continue
+        names = re.findall(r"`(SWIPER_[A-Z0-9_]+)`", cells[0])
+        defaults = re.findall(r"`([^`]*)`", cells[1])
+        if cells[1] == "—":
+            defaults = [""] * len(names)
+        if len(defaults) != len(names):
+            defaults = [None] * len(names)  # described in words ("a development value", "<repo>/var/media")
+        table.update(zip(names, defaults))
+    return table
+
+
+def test_readme_lists_every_setting_with_its_default():
+    """The README's table and the Settings class say the same (issue 11: names and defaults from one source)."""
+    documented = readme_settings()
+    fields = {f"SWIPER_{name.upper()}": info.default for name, info in Settings.model_fields.items()}
+    assert set(documented) == set(fields), {"undocumented": set(fields) - set(documented),
+                                            "not settings": set(documented) - set(fields)}
+    for variable, written in documented.items():
+        if written is None:
+            continue
+        written = written.replace("<repo>", str(ROOT))
+        default = fields[variable]
+        if isinstance(default, bool):
+            assert written == str(default).lower(), variable
+        elif isinstance(default, (int, float)):
+            assert float(written) == default, variable
+        else:
+            assert written == default, variable
