@@ -1,10 +1,10 @@
 """Persistence: peewee-async models and their query helpers. ``db`` is initialised by ``init_db``."""
 from models.db import db, init_db
-from models.social import Match, Swipe
-from models.user import Preferences, User
+from models.social import Match, Message, Swipe
+from models.user import Preferences, SessionRevocation, User
 from models.vip import Permission, VipLevel, VipPermission
 
-ALL_MODELS = [User, Preferences, VipLevel, Permission, VipPermission, Swipe, Match]
+ALL_MODELS = [User, Preferences, VipLevel, Permission, VipPermission, Swipe, Match, Message, SessionRevocation]
 
-__all__ = ["db", "init_db", "User", "Preferences", "VipLevel", "Permission", "VipPermission", "Swipe", "Match",
-           "ALL_MODELS"]
+__all__ = ["db", "init_db", "User", "Preferences", "SessionRevocation", "VipLevel", "Permission", "VipPermission",
+           "Swipe", "Match", "Message", "ALL_MODELS"]

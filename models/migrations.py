@@ -101,6 +101,34 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         # whether the like was taken from the daily quota: a rewind gives back exactly what was taken
         "ALTER TABLE `swipe` ADD COLUMN IF NOT EXISTS `counted` BOOL NOT NULL DEFAULT 0",
     ]),
+    ("0004_chat", [
+        # A match is its conversation: the row every send locks, so seq is assigned in commit order.
+        "ALTER TABLE `match` ADD COLUMN IF NOT EXISTS `last_seq` INT NOT NULL DEFAULT 0",
+        "ALTER TABLE `match` ADD COLUMN IF NOT EXISTS `a_read_seq` INT NOT NULL DEFAULT 0",
+        "ALTER TABLE `match` ADD COLUMN IF NOT EXISTS `b_read_seq` INT NOT NULL DEFAULT 0",
+        "ALTER TABLE `match` ADD COLUMN IF NOT EXISTS `last_activity_at` DATETIME(6) NULL",
+        "UPDATE `match` SET `last_activity_at` = `created_at` WHERE `last_activity_at` IS NULL",
+        "ALTER TABLE `match` ADD INDEX IF NOT EXISTS `match_a_activity` (`user_a`, `last_activity_at`, `id`)",
+        "ALTER TABLE `match` ADD INDEX IF NOT EXISTS `match_b_activity` (`user_b`, `last_activity_at`, `id`)",
+        f"""CREATE TABLE IF NOT EXISTS `message` (
+            `id` BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+            `match_id` BIGINT NOT NULL,
+            `seq` INT NOT NULL,
+            `sender_id` BIGINT NOT NULL,
+            `client_id` VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+            `text` TEXT NOT NULL,
+            `created_at` DATETIME(6) NOT NULL,
+            UNIQUE KEY `message_seq` (`match_id`, `seq`),
+            UNIQUE KEY `message_client_id` (`match_id`, `sender_id`, `client_id`)
+        ) {TABLE_OPTIONS}""",
+        # Every revocation is written here too, so authentication can check it while Redis is down.
+        f"""CREATE TABLE IF NOT EXISTS `session_revocation` (
+            `family` CHAR(24) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,
+            `user_id` BIGINT NOT NULL,
+            `expires_at` DATETIME(6) NOT NULL,
+            KEY `session_revocation_expiry` (`expires_at`)
+        ) {TABLE_OPTIONS}""",
+    ]),
 ]
 
 # (level, name, price, permissions) as API.md's VIP table defines them.

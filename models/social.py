@@ -27,15 +27,41 @@ class Swipe(BaseModel):
 
 
 class Match(BaseModel):
+    """A match is also its conversation: ``last_seq`` is the seq of its newest message, each side's read position
+    is the seq they have read up to, ``last_activity_at`` the match or its newest message (the list's order)."""
+
     id = peewee.BigAutoField()
     user_a = peewee.BigIntegerField()
     user_b = peewee.BigIntegerField()
     created_at = DateTimeMicroField(default=utcnow)
+    last_seq = peewee.IntegerField(default=0)
+    a_read_seq = peewee.IntegerField(default=0)
+    b_read_seq = peewee.IntegerField(default=0)
+    last_activity_at = DateTimeMicroField(null=True)
 
     class Meta:
         table_name = "match"
         indexes = (
             (("user_a", "user_b"), True),
-            (("user_a", "created_at"), False),
-            (("user_b", "created_at"), False),
+            (("user_a", "last_activity_at", "id"), False),
+            (("user_b", "last_activity_at", "id"), False),
+        )
+
+
+class Message(BaseModel):
+    """One message of a match's conversation; ``seq`` 1, 2, 3… in commit order; a client_id stores once."""
+
+    id = peewee.BigAutoField()
+    match_id = peewee.BigIntegerField()
+    seq = peewee.IntegerField()
+    sender_id = peewee.BigIntegerField()
+    client_id = peewee.CharField(max_length=64)
+    text = peewee.TextField()
+    created_at = DateTimeMicroField(default=utcnow)
+
+    class Meta:
+        table_name = "message"
+        indexes = (
+            (("match_id", "seq"), True),
+            (("match_id", "sender_id", "client_id"), True),
         )

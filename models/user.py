@@ -39,3 +39,15 @@ class Preferences(BaseModel):
 
     class Meta:
         table_name = "preferences"
+
+
+class SessionRevocation(BaseModel):
+    """A revoked token family (a device's session), kept as long as its tokens could be presented. Redis holds the
+    same (``auth:revoked:<fam>``) for the fast path; this copy lets authentication go on while Redis is down."""
+
+    family = peewee.CharField(max_length=24, primary_key=True)
+    user_id = peewee.BigIntegerField()
+    expires_at = DateTimeMicroField()
+
+    class Meta:
+        table_name = "session_revocation"
