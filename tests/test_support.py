@@ -3,15 +3,19 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import signal
 from pathlib import Path
 
 import pytest
 
 from services.profiles import age_on, today as profiles_today
 from services.quotas import quota_day
+from tests.conftest import server_env
 from tests.support import dates
+from tests.support.client import Client
 from tests.support.dates import (birthday_for_age, next_midnight, quota_day_key, server_today, within_one,
                                  years_ago, years_before)
+from tests.support.processes import ServerProcess
 
 TESTS = Path(__file__).resolve().parent
 
@@ -90,3 +94,44 @@ async def test_a_failure_within_one_period_is_not_retried():
     with pytest.raises(AssertionError, match="a real failure"):
         await broken()
     assert runs == [1]
+
+
+# -- the slow-callback check on server processes ------------------------------------------------------------------
+
+BLOCKING_SERVER = '''"""server.py, plus one blocking step on its loop whenever it gets SIGUSR1."""
+import argparse
+import asyncio
+import signal
+import time
+
+import server
+from conf import load_settings_or_exit
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--port", type=int, required=True)
+port = parser.parse_args().port
+settings = load_settings_or_exit("swiper")
+server.configure_logging(settings)
+
+
+async def main():
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, time.sleep, 0.2)
+    await server.serve(settings, port)
+
+asyncio.run(main())  # the loop server.main runs when SWIPER_SLOW_CALLBACK_MS is set
+'''
+
+
+async def test_a_blocking_step_in_a_server_process_fails_the_test(settings, schema, tmp_path):
+    """ServerProcess turns asyncio's slow-step log on, and stop() finds the line asyncio really writes."""
+    script = tmp_path / "blocking_server.py"
+    script.write_text(BLOCKING_SERVER)
+    server = ServerProcess(server_env(settings), script=script)
+    await server.start()
+    try:
+        server.proc.send_signal(signal.SIGUSR1)
+        assert (await Client(server.base_url).get("/healthz")).status == 200
+    finally:
+        with pytest.raises(AssertionError, match=r"slow callbacks in server\.py:\n.* took 0\.2\d\d seconds"):
+            server.stop()
+    assert server.proc.returncode == 0

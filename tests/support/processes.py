@@ -15,6 +15,9 @@ from tornado.httpclient import AsyncHTTPClient
 from tests.support.slow_callbacks import from_app
 
 ROOT = Path(__file__).resolve().parents[2]
+# Every server process runs asyncio's debug mode and logs each loop step slower than this (wall time, so it also
+# counts being descheduled: generous next to the in-process check's 50 ms of CPU); ``stop`` fails on any.
+SLOW_CALLBACK_MS = "50"
 
 
 def free_port() -> int:
@@ -24,9 +27,12 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+    """``server.py`` (or ``script``, which takes the same ``--port``) in a process of its own, output in a file."""
+
+    def __init__(self, env: dict[str, str], port: int | None = None, script: Path = ROOT / "server.py") -> None:
         self.port = port or free_port()
         self.env = env
+        self.script = script
         self.proc: subprocess.Popen | None = None
         self.base_url = f"http://127.0.0.1:{self.port}"
 
@@ -41,9 +47,9 @@ class ServerProcess:
             raise
 
     async def _start(self, timeout: float) -> None:
-        env = {**os.environ, **self.env, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "SWIPER_SLOW_CALLBACK_MS": SLOW_CALLBACK_MS, **self.env, "PYTHONPATH": str(ROOT)}
         self.log = tempfile.NamedTemporaryFile(prefix="swiper-test-server-", suffix=".log")
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "server.py"), "--port", str(self.port)],
+        self.proc = subprocess.Popen([sys.executable, str(self.script), "--port", str(self.port)],
                                      cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         client = AsyncHTTPClient()
         loop = asyncio.get_running_loop()
@@ -64,7 +70,7 @@ class ServerProcess:
         return Path(self.log.name).read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
-        """Stop the process; a slow loop step it logged (asyncio debug, see SWIPER_SLOW_CALLBACK_MS) fails the test."""
+        """Stop the process; a slow loop step it logged (asyncio debug, SLOW_CALLBACK_MS) fails the test."""
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
