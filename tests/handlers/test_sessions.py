@@ -10,7 +10,8 @@ import warnings
 import jwt
 import pytest
 
-from services import keys
+from services import keys, tokens
+from services.errors import NotAuthenticatedError
 from tests.conftest import JWT_SECRET, login, new_phone
 from tests.support.client import assert_error
 
@@ -197,6 +198,22 @@ async def test_bad_tokens_are_401(client, user):
     for header in ["", "Bearer", "Basic abc", f"Token {user.access_token}"]:
         resp = await client.get("/api/v1/profile", headers={"Authorization": header} if header else {})
         assert_error(resp, 401, "not_authenticated")
+
+
+async def test_a_remembered_token_is_refused_once_it_expires(client, user, settings):
+    """decode_access remembers tokens it verified (tokens._verified) and must still refuse one past its exp."""
+    claims = jwt.decode(user.access_token, options={"verify_signature": False})
+    expires = int(time.time()) + 2
+    token = forge({**claims, "jti": "short-lived", "exp": expires})  # signed with the run's key: a real token
+    assert tokens.decode_access(settings, token).expires_at == expires
+    assert (await client.get("/api/v1/profile", token=token)).status == 200
+    while time.time() <= expires:  # real waiting, a second or two
+        await asyncio.sleep(0.05)
+    assert token in tokens._verified  # still remembered: the refusal must come from the remembered expiry
+    body = assert_error(await client.get("/api/v1/profile", token=token), 401, "not_authenticated")
+    assert "expired" in body["message"]
+    with pytest.raises(NotAuthenticatedError, match="expired"):
+        tokens.decode_access(settings, token)
 
 
 async def test_concurrent_refreshes_with_one_token_rotate_once(client, sms_stub):
