@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import signal
+import socket
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from tests.support import dates
 from tests.support.client import Client
 from tests.support.dates import (birthday_for_age, next_midnight, quota_day_key, server_today, within_one,
                                  years_ago, years_before)
-from tests.support.processes import ServerProcess
+from tests.support.processes import PortTaken, ServerProcess, free_port, listening_sockets, sockets_of
 
 TESTS = Path(__file__).resolve().parent
 
@@ -135,3 +136,64 @@ async def test_a_blocking_step_in_a_server_process_fails_the_test(settings, sche
         with pytest.raises(AssertionError, match=r"slow callbacks in server\.py:\n.* took 0\.2\d\d seconds"):
             server.stop()
     assert server.proc.returncode == 0
+
+
+# -- ports: a server process never shares its port ---------------------------------------------------------------
+
+def squatter(reuse_port: bool) -> socket.socket:
+    """A socket listening on a fresh port, as another process's server (``reuse_port``, as server.py binds) or
+    any other program would; it never accepts."""
+    sock = socket.socket()
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.setblocking(False)
+    return sock
+
+
+async def test_a_server_moves_off_a_port_that_is_taken_or_shared(settings, schema):
+    shared, taken = squatter(reuse_port=True), squatter(reuse_port=False)
+    try:
+        candidates = iter([shared.getsockname()[1], taken.getsockname()[1]])
+        server = ServerProcess(server_env(settings), pick_port=lambda: next(candidates, None) or free_port())
+        assert server.port == shared.getsockname()[1]  # the first pick: a port that reuse_port would share
+        await server.start()
+        try:
+            assert server.port not in {shared.getsockname()[1], taken.getsockname()[1]}
+            assert listening_sockets(server.port) <= sockets_of(server.proc.pid)
+            for _ in range(5):
+                assert (await Client(server.base_url).get("/healthz")).status == 200
+        finally:
+            assert server.stop() == 0
+        with pytest.raises(BlockingIOError):
+            shared.accept()  # no connection ever went to the other listener
+    finally:
+        shared.close()
+        taken.close()
+
+
+async def test_a_given_port_that_is_shared_is_an_error(settings, schema):
+    shared = squatter(reuse_port=True)
+    try:
+        server = ServerProcess(server_env(settings), port=shared.getsockname()[1])
+        with pytest.raises(PortTaken, match="shared"):
+            await server.start()
+        assert server.proc.poll() is not None  # the child was not left behind
+    finally:
+        shared.close()
+
+
+async def test_stop_fails_when_another_process_took_the_port_meanwhile(settings, schema):
+    server = ServerProcess(server_env(settings))
+    await server.start()
+    late = socket.socket()
+    try:
+        late.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        late.bind(("127.0.0.1", server.port))  # allowed: same user, both with SO_REUSEPORT
+        late.listen(16)
+        with pytest.raises(AssertionError, match="shared"):
+            server.stop()
+        assert server.proc.poll() is not None
+    finally:
+        late.close()
