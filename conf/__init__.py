@@ -72,7 +72,7 @@ def _mysql_url(raw: str) -> str:
 
 
 MySQLUrl = Annotated[str, AfterValidator(_mysql_url)]
-RedisUrl = Annotated[str, _matching(r"rediss?://[^/\s]+(/\d+)?", "redis://host:port/db")]
+RedisUrl = Annotated[str, _matching(r"rediss?://[^/\s?]+(/\d+)?/?(\?\S*)?", "redis://host:port/db")]
 Endpoint = Annotated[str, _matching(r"[A-Za-z0-9.-]+(:\d{1,5})?", "host[:port]")]
 MediaUrl = Annotated[str, _matching(r"(https?://[A-Za-z0-9.-]+(:\d{1,5})?)?(/[A-Za-z0-9._~-]+)+/?",
                                     "a path like /media or an http(s) URL with a path"),

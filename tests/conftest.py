@@ -13,7 +13,6 @@ import os
 import secrets
 import sys
 import warnings
-import zoneinfo
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ from services.redis_client import build_redis  # noqa: E402
 from services.sms import build_sms_sender  # noqa: E402
 from tests.stubs.aliyun_sms import AliyunSmsStub  # noqa: E402
 from tests.support.client import Client  # noqa: E402
+from tests.support.dates import SERVER_TIMEZONE, birthday_for_age  # noqa: E402
 from tests.support.slow_callbacks import StepTimer, enable_debug  # noqa: E402
 
 warnings.filterwarnings("ignore", module="aiomysql")
@@ -113,6 +113,7 @@ def settings(database_url: str, sms_stub: AliyunSmsStub, tmp_path_factory: pytes
         aliyun_access_key_secret=ACCESS_KEY_SECRET, aliyun_sms_endpoint=sms_stub.endpoint,
         aliyun_sms_protocol="http", sms_timeout=1.0, mysql_connect_timeout=1.0, redis_timeout=1.0,
         media_dir=str(tmp_path_factory.mktemp("media")),  # local avatar storage, never the repository's var/
+        timezone=SERVER_TIMEZONE,  # the zone every date in the tests is built in (tests/support/dates.py)
         rate_limit_enabled=False)  # tests/handlers/test_ratelimit.py runs its own app with the limits on
 
 
@@ -121,7 +122,7 @@ def server_env(settings: Settings, **overrides: str) -> dict[str, str]:
     env = {f"SWIPER_{name.upper()}": str(getattr(settings, name)) for name in (
         "env", "mysql_url", "redis_url", "redis_prefix", "jwt_secret", "sms_backend", "aliyun_access_key_id",
         "aliyun_access_key_secret", "aliyun_sms_endpoint", "aliyun_sms_protocol", "sms_timeout",
-        "mysql_connect_timeout", "redis_timeout", "rate_limit_enabled", "media_dir")}
+        "mysql_connect_timeout", "redis_timeout", "rate_limit_enabled", "media_dir", "timezone")}
     env.update({f"SWIPER_{k.upper()}": v for k, v in overrides.items()})
     return env
 
@@ -225,15 +226,6 @@ class Person:
     phone: str
     token: str
     city: str
-
-
-def birthday_for_age(age: int, days_after: int = 10) -> dt.date:
-    """A birthday making someone ``age`` today (``days_after`` days past their birthday)."""
-    today = dt.datetime.now(zoneinfo.ZoneInfo("Asia/Shanghai")).date() - dt.timedelta(days=days_after)
-    try:
-        return today.replace(year=today.year - age)
-    except ValueError:
-        return today.replace(year=today.year - age, day=28)
 
 
 @pytest.fixture

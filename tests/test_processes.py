@@ -10,7 +10,8 @@ import pytest
 
 from conf import parse_mysql_url
 from tests.conftest import new_phone, server_env
-from tests.support.client import Client, assert_error
+from tests.support.client import Client, KeepAliveConnection, assert_error
+from tests.support.locks import connect, lock_holder, wait_until_running
 from tests.support.processes import ServerProcess
 from tests.support.proxy import TcpProxy
 
@@ -131,24 +132,85 @@ async def test_logout_in_one_process_is_seen_by_another(settings, schema, sms_st
         assert codes == [0, 0]
 
 
-async def test_sigterm_drains_in_flight_requests(settings, schema, sms_stub):
-    server = ServerProcess(server_env(settings, sms_timeout="3"))
+@pytest.fixture
+async def monitor(database_url):
+    conn = await connect(database_url)
+    yield conn
+    conn.close()
+
+
+async def patch_held_by_a_row_lock(client: Client, holder, monitor, session: dict) -> asyncio.Future:
+    """A profile write that stays in flight until ``holder`` lets go of the user's row (it waits in MySQL)."""
+    user_id = session["user"]["id"]
+    await holder.run("SELECT id FROM user WHERE id = %s FOR UPDATE", (user_id,))
+    request = asyncio.ensure_future(client.patch("/api/v1/profile", {"location": "北京"},
+                                                 token=session["access_token"], timeout=30))
+    await wait_until_running(monitor, rf"^UPDATE\W+user\W.*\b{user_id}\b")
+    return request
+
+
+async def until_exited(server: ServerProcess, timeout: float = 20) -> int:
+    deadline = time.monotonic() + timeout
+    while (code := server.proc.poll()) is None:
+        assert time.monotonic() < deadline, "the process never exited"
+        await asyncio.sleep(0.05)
+    return code
+
+
+async def test_sigterm_drains_in_flight_requests_and_says_so(settings, schema, sms_stub, database_url, monitor):
+    server = ServerProcess(server_env(settings))  # the default drain timeout (10 s): the request decides
     await server.start()
     client = Client(server.base_url)
-    sms_stub.mode, sms_stub.slow_delay = "slow", 1.0
+    session = await login_via(client, sms_stub)
+    readiness, other = await KeepAliveConnection.open(server.base_url), await KeepAliveConnection.open(server.base_url)
     try:
-        phone = new_phone()
-        in_flight = asyncio.ensure_future(client.post("/api/v1/sms-codes", {"phone": phone}))
-        await asyncio.sleep(0.4)
-        server.proc.send_signal(signal.SIGTERM)
-        resp = await in_flight
-        assert resp.status == 200, resp.body
-        assert sms_stub.last_code(phone) is not None
+        assert (await readiness.get("/readyz")).status == 200
+        async with lock_holder(database_url) as holder:
+            in_flight = await patch_held_by_a_row_lock(client, holder, monitor, session)
+            server.proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while (ready := await readiness.get("/readyz")).status == 200:  # until the signal is handled
+                assert time.monotonic() < deadline, "the process never started draining"
+                await asyncio.sleep(0.02)
+            body = assert_error(ready, 503, "unavailable")
+            assert body["data"] == {"mysql": "ok", "redis": "ok", "process": "draining"}
+            assert ready.headers["Connection"] == "close"
+            health = await other.get("/healthz")  # a success says it too: keep-alive clients move on
+            assert health.status == 200 and health.headers["Connection"] == "close"
+            with pytest.raises(ConnectionError):  # and no new connection is accepted
+                await client.get("/healthz", timeout=2)
+            assert server.proc.poll() is None and not in_flight.done()  # it waits for the request
+            readiness.close()
+            other.close()
+        resp = await in_flight  # the row is free: the request finishes, then the process exits
+        assert resp.status == 200 and resp.data["location"] == "北京", resp.body
+        assert await until_exited(server) == 0
     finally:
-        sms_stub.mode, sms_stub.slow_delay = "ok", 5.0
-    assert server.stop() == 0
-    with pytest.raises(ConnectionError):
-        await client.get("/healthz", timeout=2)
+        readiness.close()
+        other.close()
+        assert server.stop() == 0
+    assert "drain timeout" not in server.output()
+
+
+async def test_the_drain_deadline_ends_the_process_with_a_request_in_flight(settings, schema, sms_stub,
+                                                                           database_url, monitor):
+    # the statement could wait 60 s (no query deadline sooner): only the drain deadline can end the request
+    server = ServerProcess(server_env(settings, drain_timeout="1", mysql_query_timeout="60"))
+    await server.start()
+    client = Client(server.base_url)
+    session = await login_via(client, sms_stub)
+    try:
+        async with lock_holder(database_url) as holder:
+            in_flight = await patch_held_by_a_row_lock(client, holder, monitor, session)
+            signalled = time.monotonic()
+            server.proc.send_signal(signal.SIGTERM)
+            assert await until_exited(server) == 0  # while the row is still locked: the request never finished
+            assert time.monotonic() - signalled >= 1.0
+            with pytest.raises(ConnectionError):
+                await in_flight  # cut at the deadline, no answer
+    finally:
+        assert server.stop() == 0
+    assert "drain timeout: 1 requests still in flight" in server.output()
 
 
 @pytest.mark.parametrize("proxied_server", [{"rate_limit_enabled": "true", "rate_limit_anonymous": "3"}],

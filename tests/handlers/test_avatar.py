@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 import socket
 from pathlib import Path
 
@@ -70,10 +71,36 @@ async def test_each_upload_gets_a_new_url(client, user):
 
 
 async def test_media_route_is_read_only_and_confined(client, settings):
-    Path(settings.media_dir, "outside.txt").write_text("x")
-    assert_error(await client.get("/media/avatars/1/nope.png"), 404, "not_found")
-    assert_error(await client.get("/media/avatars/../../conftest.py"), 404, "not_found")
-    assert_error(await client.request("PUT", "/media/outside.txt", body=b"x"), 405, "method_not_allowed")
+    """Files outside the media directory exist (so a broken guard would serve them), and none is served."""
+    media = Path(settings.media_dir)
+    marker = "not-for-the-web-" + secrets.token_hex(8)
+    inside = media / "avatars" / "probe" / f"inside-{marker}.txt"
+    outside = media.parent / f"outside-{marker}.txt"           # next to the media directory
+    sibling = Path(f"{media}-sibling") / f"{marker}.txt"        # a directory whose name starts like it
+    for path in (inside, outside, sibling):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(marker)
+    try:
+        served = await client.get(f"/media/avatars/probe/{inside.name}")   # the route itself serves files
+        assert served.status == 200 and served.body.decode() == marker
+        probes = [f"/media/../{outside.name}", f"/media/avatars/../../{outside.name}",
+                  f"/media/%2e%2e/{outside.name}", f"/media/..%2f{outside.name}",
+                  f"/media/avatars/%2E%2E/%2E%2E/{outside.name}", f"/media/..%5c{outside.name}",
+                  f"/media//{outside}", f"/media/%2f{str(outside).lstrip('/')}",
+                  f"/media/../{sibling.parent.name}/{sibling.name}", "/media//etc/passwd", "/media/../../../etc/passwd"]
+        for probe in probes:
+            resp = await client.get(probe)
+            assert_error(resp, 404, "not_found")
+            assert marker.encode() not in resp.body and b"root:" not in resp.body, probe
+        assert_error(await client.get("/media/avatars/1/nope.png"), 404, "not_found")
+        assert_error(await client.request("PUT", f"/media/avatars/probe/{inside.name}", body=b"x"), 405,
+                     "method_not_allowed")
+        assert inside.read_text() == marker
+    finally:
+        for path in (inside, outside, sibling):
+            path.unlink(missing_ok=True)
+        inside.parent.rmdir()
+        sibling.parent.rmdir()
 
 
 @pytest.mark.parametrize("data", [

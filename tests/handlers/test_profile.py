@@ -10,17 +10,13 @@ import pytest
 from services.vip import grant_membership
 from tests.conftest import login
 from tests.support.client import assert_error
+from tests.support.dates import on_one_server_day, years_ago
 
 PROFILE = "/api/v1/profile"
 
 
 def nickname() -> str:
     return "测试" + secrets.token_hex(5)
-
-
-def years_ago(years: int, days: int = 0) -> str:
-    today = dt.date.today()
-    return (today.replace(year=today.year - years) - dt.timedelta(days=days)).isoformat()
 
 
 async def test_owner_view_shape(client, user):
@@ -68,7 +64,6 @@ async def test_empty_patch_changes_nothing(client, user):
     ({"nickname": 42}, {"nickname"}), ({"nickname": "a\nb"}, {"nickname"}), ({"gender": "other"}, {"gender"}),
     ({"gender": None}, {"gender"}), ({"birthday": "1998-02-30"}, {"birthday"}),
     ({"birthday": "02/04/1998"}, {"birthday"}), ({"birthday": 19980402}, {"birthday"}),
-    ({"birthday": years_ago(18, -1)}, {"birthday"}), ({"birthday": years_ago(101)}, {"birthday"}),
     ({"location": ""}, {"location"}), ({"location": ["北京"]}, {"location"}),
     ({"preferences": []}, {"preferences"}), ({"preferences": {"colour": "red"}}, {"preferences.colour"}),
     ({"preferences": {"dating_gender": "any"}}, {"preferences.dating_gender"}),
@@ -90,6 +85,22 @@ async def test_invalid_patches_write_nothing(client, user, body, fields):
     resp = await client.patch(PROFILE, {"location": "成都", **body}, token=user.access_token)
     assert set(assert_error(resp, 400, "invalid_params")["data"]["fields"]) == fields
     assert (await client.get(PROFILE, token=user.access_token)).data == before
+
+
+@pytest.mark.parametrize("years, days, age", [(18, 0, 18), (18, -1, None), (101, -1, 100), (101, 0, None)],
+                         ids=["18-today", "18-tomorrow", "101-tomorrow", "101-today"])
+@on_one_server_day
+async def test_ages_count_from_today_in_the_servers_time_zone(client, user, years, days, age):
+    """18 to 100 inclusive, on the server's date (Asia/Shanghai), whatever the machine's date is."""
+    before = (await client.get(PROFILE, token=user.access_token)).data
+    birthday = years_ago(years, days).isoformat()  # now, not at collection: the day may have turned since
+    resp = await client.patch(PROFILE, {"birthday": birthday, "location": "成都"}, token=user.access_token)
+    if age is None:
+        assert set(assert_error(resp, 400, "invalid_params")["data"]["fields"]) == {"birthday"}
+        assert (await client.get(PROFILE, token=user.access_token)).data == before
+    else:
+        assert resp.status == 200, resp.body
+        assert (resp.data["birthday"], resp.data["age"], resp.data["location"]) == (birthday, age, "成都")
 
 
 async def test_several_problems_reported_together(client, user):

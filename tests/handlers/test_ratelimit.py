@@ -4,11 +4,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from redis.asyncio import Redis
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from handlers.base import InFlight
 from server import make_app
+from services import ratelimit
+from services.errors import UnavailableError
 from services.redis_client import build_redis
 from services.sms import build_sms_sender
 from tests.conftest import login, new_phone
@@ -117,3 +120,42 @@ async def test_refused_requests_keep_the_connection_usable(limited, make_person)
             assert not answer.closes
             assert (await connection.request("GET", "/healthz")).status == 200
     assert statuses.count(429) == 12 - LIMITS["rate_limit_user"]
+
+
+async def test_an_exhausted_redis_pool_sheds_load_instead_of_admitting_it(settings, schema, redis):
+    """Every connection of the process's pool busy: the limiter answers 503 at once, not a fallback admit (that
+    is for a Redis that is gone); a Redis that refuses connections does fall back to the per-process window."""
+    tight = settings.replace(**{**LIMITS, "redis_pool_size": 2, "redis_timeout": 0.2})
+    redis = build_redis(tight)
+    sms = build_sms_sender(tight)
+    app = make_app(tight, redis=redis, sms=sms, in_flight=InFlight())
+    sockets = bind_sockets(0, "127.0.0.1")
+    server = HTTPServer(app)
+    server.add_sockets(sockets)
+    client = Client(f"http://127.0.0.1:{sockets[0].getsockname()[1]}")
+    fallback = app.settings["rate_fallback"]
+    try:
+        assert (await client.get("/api/v1/vip/levels", headers=ip(7))).status == 200  # the pool works
+        held = [await redis.connection_pool.get_connection() for _ in range(2)]  # a burst holds them all
+        try:
+            shed = await client.get("/api/v1/vip/levels", headers=ip(7))
+            assert assert_error(shed, 503, "unavailable")["data"] == {"dependency": "redis"}
+            with pytest.raises(UnavailableError):
+                await ratelimit.check(redis=redis, fallback=fallback, scope="ip", identity="10.200.9.9", limit=5,
+                                      window=60)
+            assert not fallback._windows  # nothing was counted (or let through) by the per-process fallback
+        finally:
+            for connection in held:
+                await redis.connection_pool.release(connection)
+        again = await client.get("/api/v1/vip/levels", headers=ip(7))
+        assert again.status == 200 and again.headers["RateLimit-Remaining"] == str(LIMITS["rate_limit_anonymous"] - 2)
+        gone = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)  # nothing listens there
+        verdict = await ratelimit.check(redis=gone, fallback=fallback, scope="ip", identity="10.200.9.9", limit=5,
+                                        window=60)
+        await gone.aclose()
+        assert verdict.allowed and verdict.remaining == 4 and len(fallback._windows) == 1
+    finally:
+        server.stop()
+        await server.close_all_connections()
+        await redis.aclose()
+        await sms.aclose()

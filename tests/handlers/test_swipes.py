@@ -13,6 +13,7 @@ from models.base import utcnow
 from services.swipes import pair
 from services.vip import grant_membership
 from tests.support.client import assert_error
+from tests.support.dates import next_midnight, on_one_server_day, server_now
 
 SWIPES, LAST = "/api/v1/swipes", "/api/v1/swipes/last"
 
@@ -28,14 +29,15 @@ async def match_count(a, b) -> int:
 
 async def test_like_answers_quota_and_next_midnight(client, make_person):
     me, other = await make_person(), await make_person(gender="male")
+    before = server_now()
     resp = await swipe(client, me, other)
+    after = server_now()
     assert resp.status == 200
     assert resp.data["matched"] is False and resp.data["likes_remaining"] == 99
     resets = dt.datetime.fromisoformat(resp.data["resets_at"])
-    local_now = dt.datetime.now(zoneinfo.ZoneInfo("Asia/Shanghai"))
     assert resets.utcoffset() == dt.timedelta(hours=8)
-    assert (resets.hour, resets.minute, resets.second) == (0, 0, 0)
-    assert dt.timedelta(0) < resets - local_now <= dt.timedelta(days=1)
+    # the midnight after the server's "now", which lies between ours before and after (a day may turn between)
+    assert resets in {next_midnight(before), next_midnight(after)}, (resets, before, after)
 
 
 @pytest.mark.parametrize("first, second, matched", [
@@ -49,6 +51,7 @@ async def test_mutual_likes_match_once(client, make_person, first, second, match
     assert await match_count(a, b) == (1 if matched else 0)
 
 
+@on_one_server_day  # counts of one quota day (Asia/Shanghai)
 async def test_repeat_is_idempotent_other_action_conflicts(client, make_person, redis):
     a, b = await make_person(), await make_person(gender="male")
     await swipe(client, b, a)
@@ -82,6 +85,7 @@ async def test_superlike_needs_permission(client, make_person):
     assert (await swipe(client, vip1, other, "superlike")).status == 200
 
 
+@on_one_server_day  # counts of one quota day (Asia/Shanghai)
 async def test_concurrent_identical_likes_count_once(client, make_person, redis):
     a, b = await make_person(), await make_person(gender="male")
     results = await asyncio.gather(*[swipe(client, a, b) for _ in range(20)])
@@ -91,6 +95,7 @@ async def test_concurrent_identical_likes_count_once(client, make_person, redis)
     assert int(await redis.zscore(keys.hot_ranking(), str(b.id))) == 5
 
 
+@on_one_server_day  # counts of one quota day (Asia/Shanghai)
 async def test_101st_like_of_a_free_user_is_refused(client, make_person):
     me = await make_person()
     targets = await asyncio.gather(*[make_person(gender="male") for _ in range(101)])
@@ -149,6 +154,7 @@ async def test_rewind_only_the_most_recent_and_within_the_window(client, make_pe
     assert_error(await client.delete(LAST, token=nobody.token), 404, "not_found")
 
 
+@on_one_server_day  # counts of one quota day (Asia/Shanghai)
 async def test_three_rewinds_a_day(client, make_person):
     me = await make_person(level=3)
     for i in range(3):
@@ -189,6 +195,7 @@ async def test_an_uncounted_like_rewound_gives_nothing_back(client, make_person,
     assert await redis.get(quota_key) == "7"
 
 
+@on_one_server_day  # counts of one quota day (Asia/Shanghai)
 async def test_dislikes_report_the_likes_left(client, make_person):
     me = await make_person()
     await swipe(client, me, await make_person(gender="male"))

@@ -3,25 +3,29 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import secrets
 
 from models import User
 from models.base import utcnow
 from services import jobs
 from services.accounts import load_account
+from tests.support.dates import on_one_hour
 
 
+@on_one_hour  # "the same period" is one hour (3600 s periods): an hour turning mid-test makes a new one
 async def test_each_period_runs_in_exactly_one_process(redis, schema):
     runs = []
+    probe, another = f"probe-{secrets.token_hex(4)}", f"another-{secrets.token_hex(4)}"  # fresh on a second run
 
     async def job():
         runs.append(1)
         await asyncio.sleep(0.01)
 
-    claimed = await asyncio.gather(*[jobs.run_exclusively(redis=redis, name="probe", period=3600, job=job)
+    claimed = await asyncio.gather(*[jobs.run_exclusively(redis=redis, name=probe, period=3600, job=job)
                                      for _ in range(10)])
     assert claimed.count(True) == 1 and len(runs) == 1
-    assert not await jobs.run_exclusively(redis=redis, name="probe", period=3600, job=job)  # same period, later
-    assert await jobs.run_exclusively(redis=redis, name="another", period=3600, job=job)
+    assert not await jobs.run_exclusively(redis=redis, name=probe, period=3600, job=job)  # same period, later
+    assert await jobs.run_exclusively(redis=redis, name=another, period=3600, job=job)
 
 
 async def test_expired_memberships_are_tidied(redis, settings, make_person):

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
+from urllib.parse import urlsplit
 
 import pytest
 from redis.asyncio import Redis
@@ -14,6 +16,7 @@ from services.errors import NotAuthenticatedError
 from services.local_cache import MISSING, LocalCache, LocalCaches
 from services.redis_client import build_redis
 from tests.conftest import new_phone
+from tests.support.proxy import TcpProxy
 
 
 def test_an_entry_read_before_an_announcement_is_not_stored_after_it():
@@ -54,9 +57,22 @@ def test_entries_expire_and_the_oldest_make_room():
     assert cache.get("b") is MISSING and len(cache) == 1
 
 
+def named(settings, name: str):
+    """The app's own Redis client (build_redis), its connections named in CLIENT LIST so a test finds its own."""
+    return build_redis(settings.replace(redis_url=f"{settings.redis_url}?client_name={name}"))
+
+
+async def clients_named(redis: Redis, name: str) -> list[str]:
+    """Ids of the connections called ``name``: the other clients of this Redis (other tests, other runs) are
+    only listed, never touched."""
+    listing = await redis.execute_command("CLIENT", "LIST")
+    entries = [dict(field.split("=", 1) for field in line.split() if "=" in field) for line in listing.splitlines()]
+    return [entry["id"] for entry in entries if entry.get("name") == name]
+
+
 @pytest.fixture
-async def caches(settings):
-    client = build_redis(settings)
+async def caches(settings, caches_name):
+    client = named(settings, caches_name)
     local = LocalCaches(ttl=60, ping_interval=0.2)
     local.start(client)
     await asyncio.wait_for(local.live.wait(), 5)
@@ -65,7 +81,12 @@ async def caches(settings):
     await client.aclose()
 
 
-async def eventually(check, timeout: float = 2.0) -> None:
+@pytest.fixture
+def caches_name() -> str:
+    return f"swiper-test-caches-{secrets.token_hex(4)}"
+
+
+async def eventually(check, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "condition not reached"
@@ -111,13 +132,22 @@ async def test_a_reused_refresh_token_ends_the_session_here_too(schema, settings
         await authenticate(redis=redis, settings=settings, access_token=pair.access_token, local=caches)
 
 
-async def test_a_lost_subscription_turns_the_caches_off_until_it_is_back(schema, settings, redis, caches):
+async def test_a_lost_subscription_turns_the_caches_off_until_it_is_back(schema, settings, redis, caches,
+                                                                         caches_name):
     user_id, _ = await find_or_register(phone=new_phone())
     await load_account(redis=redis, settings=settings, user_id=user_id, local=caches)
     assert len(caches.accounts) == 1
-    killed = await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
-    assert killed >= 1
-    await eventually(lambda: not caches.live.is_set())
+    bystander_name = f"swiper-test-bystander-{secrets.token_hex(4)}"
+    bystander = named(settings, bystander_name).pubsub()  # another subscriber, as other processes' would be
+    await bystander.subscribe("swiper-test-bystander")
+    [bystander_id] = await clients_named(redis, bystander_name)
+    try:
+        [own] = await clients_named(redis, caches_name)  # the caches' one connection: their subscription
+        assert await redis.execute_command("CLIENT", "KILL", "ID", own)
+        await eventually(lambda: not caches.live.is_set())
+        assert await clients_named(redis, bystander_name) == [bystander_id]  # nobody else was cut
+    finally:
+        await bystander.aclose()
     assert len(caches.accounts) == 0 and caches.accounts.get(str(user_id)) is MISSING
     await asyncio.wait_for(caches.live.wait(), 5)  # it subscribes again by itself
     await load_account(redis=redis, settings=settings, user_id=user_id, local=caches)
@@ -126,18 +156,25 @@ async def test_a_lost_subscription_turns_the_caches_off_until_it_is_back(schema,
 
 async def test_a_silent_subscription_is_given_up(schema, settings, redis):
     """No answer to pings (a frozen connection): the caches go off, rather than trusting a silent channel."""
-    client = build_redis(settings)
+    host, port = urlsplit(settings.redis_url).hostname, urlsplit(settings.redis_url).port
+    proxy = TcpProxy(host, port)  # only this client's connections go silent, never the shared Redis
+    await proxy.start()
+    client = build_redis(settings.replace(redis_url=f"redis://{host}:{proxy.port}/"
+                                                                  f"{urlsplit(settings.redis_url).path[1:]}"))
     local = LocalCaches(ttl=60, ping_interval=0.1)
     local.start(client)
-    await asyncio.wait_for(local.live.wait(), 5)
-    local.caches["revoked"].store("fam", True, local.revocations.snapshot())
-    await redis.execute_command("CLIENT", "PAUSE", "600", "ALL")  # Redis answers nobody for 0.6 s
     try:
-        await eventually(lambda: not local.live.is_set(), timeout=2)
+        await asyncio.wait_for(local.live.wait(), 5)
+        local.caches["revoked"].store("fam", True, local.revocations.snapshot())
+        assert local.revocations.get("fam") is True
+        proxy.freeze()  # the connection stays open; no answer comes back
+        await eventually(lambda: not local.live.is_set())
         assert local.revocations.get("fam") is MISSING
     finally:
+        proxy.thaw()
         await local.stop()
         await client.aclose()
+        await proxy.cut()
 
 
 async def test_the_announcement_channel_carries_only_keys(schema, settings, redis, caches):

@@ -6,7 +6,6 @@ import datetime as dt
 import random
 import re
 import sys
-import zoneinfo
 from collections import Counter
 
 import pytest
@@ -18,6 +17,7 @@ from services.profiles import age_on
 from services.robots import (CITIES, ROBOT_PHONE_PREFIX, USER_FIELDS, batch_ids, create_robots, generate_batch,
                              is_robot_phone, robot_phone)
 from tests.conftest import new_phone, server_env
+from tests.support.dates import server_today
 from tests.support.processes import ROOT
 
 NAME = re.compile(r"[\u4e00-\u9fff]{2,4}[0-9]{0,4}")
@@ -85,7 +85,7 @@ def test_robot_phones_are_valid_and_bounded():
         with pytest.raises(ValueError):
             robot_phone(bad)
     with pytest.raises(ValueError):
-        generate_batch(random.Random(), first_phone=99_999_999, count=2, now=utcnow(), today=dt.date.today(),
+        generate_batch(random.Random(), first_phone=99_999_999, count=2, now=utcnow(), today=server_today(),
                        taken=set())
 
 
@@ -115,12 +115,8 @@ async def robots_after(phone: str) -> list[tuple[tuple, tuple]]:
     return [(row[:n], row[n:]) for row in rows]
 
 
-def shanghai_today() -> dt.date:
-    return dt.datetime.now(zoneinfo.ZoneInfo("Asia/Shanghai")).date()
-
-
 async def test_create_robots_in_batches_twice(robots_cleanup):
-    today = shanghai_today()
+    today = server_today()
     users_before, before = await User.select().aio_count(), await highest_robot_phone()
     calls: list[tuple[int, int]] = []
     created = await create_robots(count=3000, seed=11, batch_size=1000, today=today,
@@ -151,7 +147,7 @@ async def test_create_robots_in_batches_twice(robots_cleanup):
 
 
 async def test_a_stored_users_nickname_is_never_reused(robots_cleanup):
-    today = shanghai_today()
+    today = server_today()
     planned = generate_batch(random.Random(2024), first_phone=1, count=300, now=utcnow(), today=today,
                              taken=set())
     real = [planned[0].user.nickname, planned[150].user.nickname]
@@ -167,7 +163,7 @@ async def test_a_stored_users_nickname_is_never_reused(robots_cleanup):
 async def test_batch_ids_reads_ids_back_by_phone_when_they_are_not_consecutive(robots_cleanup):
     before = await highest_robot_phone()
     robots = generate_batch(random.Random(5), first_phone=int(before[3:]) + 1, count=5, now=utcnow(),
-                            today=shanghai_today(), taken=set())
+                            today=server_today(), taken=set())
 
     class Undo(Exception):
         pass

@@ -1,11 +1,14 @@
 """A small HTTP client for tests: real requests over loopback, JSON in and out."""
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.httputil import HTTPHeaders, parse_response_start_line
 
 from tests.support.contract import check_answer
 
@@ -47,7 +50,7 @@ class Client:
                               request_timeout=timeout, allow_nonstandard_methods=True)
         try:
             resp = await self.http.fetch(request, raise_error=False)
-        except OSError as exc:
+        except (OSError, HTTPClientError) as exc:  # refused, reset, or closed before an answer (599)
             raise ConnectionError(f"{method} {path}: {exc}") from exc
         if resp.code == 599:
             raise ConnectionError(f"{method} {path}: {resp.error}")
@@ -73,6 +76,33 @@ class Client:
 
     async def delete(self, path: str, **kw: Any) -> Response:
         return await self.request("DELETE", path, **kw)
+
+
+class KeepAliveConnection:
+    """One HTTP/1.1 connection kept open across requests (``Client`` opens one per request): the way to talk to a
+    process that accepts no new connections any more, as a draining one, over a connection opened before."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, base_url: str) -> KeepAliveConnection:
+        url = urlsplit(base_url)
+        return cls(*await asyncio.open_connection(url.hostname, url.port))
+
+    async def get(self, path: str, timeout: float = 20) -> Response:
+        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+        async with asyncio.timeout(timeout):
+            await self.writer.drain()
+            head = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+            start_line, _, header_lines = head.partition("\r\n")
+            headers = HTTPHeaders.parse(header_lines)
+            body = await self.reader.readexactly(int(headers.get("Content-Length", "0")))
+        parsed = json.loads(body) if body and "json" in headers.get("Content-Type", "") else None
+        return Response(parse_response_start_line(start_line).code, headers, body, parsed)
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 def assert_error(resp: Response, status: int, error: str) -> dict:

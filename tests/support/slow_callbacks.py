@@ -63,6 +63,12 @@ def enable_debug(loop: asyncio.AbstractEventLoop) -> None:
     loop.slow_callback_duration = SLOW_CALLBACK_SECONDS
 
 
+# What asyncio's debug mode logs for a slow step (base_events: "Executing %s took %.3f seconds"), through
+# server.configure_logging's format; tests/test_support.py checks it against a real server process's output.
+_SLOW_STEP = re.compile(r" WARNING asyncio Executing .+ took \d+\.\d{3} seconds$")
+
+
 def from_app(log_text: str) -> list[str]:
-    """The slow-callback lines in a server process's log (server.py logs them when SWIPER_SLOW_CALLBACK_MS is set)."""
-    return [line for line in log_text.splitlines() if "Executing " in line and " took " in line]
+    """The slow-callback lines in a server process's log (server.py logs them when SWIPER_SLOW_CALLBACK_MS is set,
+    which tests/support/processes.py does for every process it starts)."""
+    return [line for line in log_text.splitlines() if _SLOW_STEP.search(line)]
