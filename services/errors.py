@@ -132,7 +132,8 @@ BY_STATUS: dict[int, type[AppError]] = {
 
 
 # MySQL client/server errors that mean "the database is unreachable or overloaded", not "the query is wrong".
-_MYSQL_UNAVAILABLE_CODES = {1040, 1053, 1205, 2002, 2003, 2005, 2006, 2013, 2014, 2026, 2055}
+# 1317 query interrupted (KILL QUERY, a shutdown), 1927 connection killed: the statement never ran to its end
+_MYSQL_UNAVAILABLE_CODES = {1040, 1053, 1205, 1317, 1927, 2002, 2003, 2005, 2006, 2013, 2014, 2026, 2055}
 
 
 def as_unavailable(exc: BaseException) -> UnavailableError | None:

@@ -196,7 +196,7 @@ async def test_a_failed_swipe_gives_its_like_back_once(client, make_person, redi
         async with monitor.cursor() as cur:  # the swipe's statement fails (1317, interrupted): not retryable
             await cur.execute("KILL QUERY %s", (waiting,))
         resp = await request
-    assert_error(resp, 500, "internal_error")
+    assert assert_error(resp, 503, "unavailable")["data"] == {"dependency": "mysql"}
     assert int(await redis.get(quota)) == 5
     assert await swipes_between(me, target) == 0
     assert await redis.zscore(keys.hot_ranking(), str(target.id)) is None
