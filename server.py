@@ -28,7 +28,7 @@ from conf import Settings, load_settings_or_exit
 from handlers import auth, avatar, metrics, profile, service, social, vip
 from handlers.base import InFlight, NotFoundHandler, access_log
 from models import db, init_db
-from services import jobs, keys, ratelimit
+from services import jobs, keys, ratelimit, tokens
 from services.local_cache import LocalCaches
 from services.redis_client import build_redis
 from services.sms import SmsSender, build_sms_sender
@@ -131,12 +131,17 @@ def settle_memory() -> None:
 
 def start_periodic_jobs(settings: Settings, redis: Redis) -> PeriodicCallback:
     """Every process ticks; ``jobs.run_exclusively`` lets exactly one of them run each period's job."""
+    periodic = {
+        "expire_memberships": lambda: jobs.expire_memberships(redis=redis),
+        "forget_expired_revocations": tokens.forget_expired_revocations,
+    }
+
     async def tick() -> None:
-        try:
-            await jobs.run_exclusively(redis=redis, name="expire_memberships", period=settings.job_period,
-                                       job=lambda: jobs.expire_memberships(redis=redis))
-        except Exception:
-            log.exception("periodic job failed (it runs again next period)")
+        for name, job in periodic.items():
+            try:
+                await jobs.run_exclusively(redis=redis, name=name, period=settings.job_period, job=job)
+            except Exception:
+                log.exception("periodic job %s failed (it runs again next period)", name)
 
     callback = PeriodicCallback(tick, settings.job_period * 1000, jitter=0.1)
     callback.start()

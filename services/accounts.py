@@ -5,6 +5,7 @@ import logging
 import secrets
 import string
 from dataclasses import dataclass
+from typing import AsyncContextManager
 
 import peewee
 from redis.asyncio import Redis
@@ -15,6 +16,7 @@ from models import Preferences, User, db
 from models.base import utcnow
 from services import keys, model_cache, tokens
 from services.local_cache import MISSING, LocalCaches
+from services.redis_client import unreachable
 from services.errors import NotAuthenticatedError, NotFoundError
 from services.tokens import AccessClaims
 
@@ -91,11 +93,19 @@ async def authenticate(*, redis: Redis, settings: Settings, access_token: object
         return claims, None
     revocation_snapshot = local.revocations.snapshot() if local is not None else -1
     account_snapshot = local.accounts.snapshot() if local is not None else -1
-    async with redis.pipeline(transaction=False) as pipe:
-        if not known_live:
-            pipe.exists(keys.auth_revoked(claims.family))
-        model_cache.queue_read(pipe, name=LocalCaches.ACCOUNTS, pk=claims.user_id)
-        results = await pipe.execute()
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            if not known_live:
+                pipe.exists(keys.auth_revoked(claims.family))
+            model_cache.queue_read(pipe, name=LocalCaches.ACCOUNTS, pk=claims.user_id)
+            results = await pipe.execute()
+    except RedisError as exc:
+        if not unreachable(exc):
+            raise
+        # Redis is down: every revocation is in MySQL too (tokens.end_session writes it there first)
+        if await tokens.revoked_in_mysql(claims.family):
+            raise NotAuthenticatedError("The session has ended.") from None
+        return claims, None
     if not known_live:
         if results[0]:
             raise NotAuthenticatedError("The session has ended.")
@@ -106,6 +116,11 @@ async def authenticate(*, redis: Redis, settings: Settings, access_token: object
 
 async def forget_account(*, redis: Redis, user_id: int) -> None:
     await model_cache.invalidate(redis=redis, name="User", pk=user_id)
+
+
+def changing_account(*, redis: Redis, user_id: int) -> AsyncContextManager[None]:
+    """Wrap every write of a user's or their preferences' rows (``model_cache.writing``)."""
+    return model_cache.writing(redis=redis, name=LocalCaches.ACCOUNTS, pk=user_id)
 
 
 def generate_nickname() -> str:

@@ -7,14 +7,17 @@ after a write never sees the old rows.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import peewee
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from services import jsoncodec, keys
+from services.redis_client import unreachable
 
 T = TypeVar("T")
 M = TypeVar("M", bound=peewee.Model)
@@ -71,11 +74,20 @@ async def read_through(*, redis: Redis, name: str, pk: int, ttl: int, load: Call
     ``prefetched`` is the ``[entry, version]`` a ``queue_read`` already fetched, read before the load as here.
     """
     entry_key, version_key = keys.model_cache(name, pk), keys.model_cache_version(name, pk)
-    cached, version = prefetched if prefetched is not None else await redis.mget(entry_key, version_key)
+    try:
+        cached, version = prefetched if prefetched is not None else await redis.mget(entry_key, version_key)
+    except RedisError as exc:
+        if not unreachable(exc):
+            raise
+        return await load()  # the cache is down: MySQL is the truth, and nothing is stored
     if cached is not None:
         return decode(cached)
     value = await load()
-    await redis.eval(_STORE_IF_UNCHANGED, 2, entry_key, version_key, version or "0", encode(value), ttl)
+    try:
+        await redis.eval(_STORE_IF_UNCHANGED, 2, entry_key, version_key, version or "0", encode(value), ttl)
+    except RedisError as exc:
+        if not unreachable(exc):
+            raise
     return value
 
 
@@ -88,3 +100,15 @@ async def invalidate(*, redis: Redis, name: str, pk: int) -> None:
         pipe.delete(keys.model_cache(name, pk))
         pipe.publish(keys.invalidation_channel(), f"{name}\t{pk}")
         await pipe.execute()
+
+
+@contextlib.asynccontextmanager
+async def writing(*, redis: Redis, name: str, pk: int) -> AsyncIterator[None]:
+    """Around a write of cached rows: invalidate before (so a write is refused, 503, while Redis cannot take the
+    invalidation — it would leave the old rows cached for when Redis is back) and again after the commit (a
+    reader between the two may have cached what it read before the commit)."""
+    await invalidate(redis=redis, name=name, pk=pk)
+    try:
+        yield
+    finally:
+        await invalidate(redis=redis, name=name, pk=pk)

@@ -12,7 +12,7 @@ from conf import Settings
 from models import Preferences, User, db
 from models.base import utcnow
 from services import vip
-from services.accounts import Account, forget_account, load_account
+from services.accounts import Account, changing_account, load_account
 from services.errors import ConflictError, InvalidParamsError
 from services.phones import mask_phone
 
@@ -86,7 +86,7 @@ async def update_profile(*, redis: Redis, settings: Settings, account: Account, 
         return account
     user_id = account.user.id
     try:
-        async with db.aio_atomic():
+        async with changing_account(redis=redis, user_id=user_id), db.aio_atomic():
             await User.update(**user_changes, updated_at=utcnow()).where(User.id == user_id).aio_execute()
             if pref_changes:
                 await Preferences.insert(user=user_id, **pref_changes).on_conflict(
@@ -95,6 +95,4 @@ async def update_profile(*, redis: Redis, settings: Settings, account: Account, 
         if "user_nickname" in str(exc):
             raise ConflictError("This nickname is taken.", data={"fields": {"nickname": "taken"}}) from None
         raise
-    finally:
-        await forget_account(redis=redis, user_id=user_id)
     return await load_account(redis=redis, settings=settings, user_id=user_id)

@@ -16,6 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services import keys
+from services.redis_client import pool_exhausted
 from services.errors import RateLimitedError, UnavailableError
 
 _HIT = """
@@ -61,11 +62,6 @@ class LocalWindows:
         return used + 1, ends - now
 
 
-def _pool_exhausted(exc: BaseException) -> bool:
-    """redis-py's BlockingConnectionPool gives up waiting for a free connection with this error."""
-    return isinstance(exc, RedisConnectionError) and isinstance(exc.__cause__, TimeoutError)
-
-
 async def check(*, redis: Redis, fallback: LocalWindows, scope: str, identity: str, limit: int, window: int,
                 fail_closed: bool = False) -> Verdict:
     """Count this request against ``scope``/``identity``; raises 429 over the limit (and 503 when failing closed)."""
@@ -74,7 +70,7 @@ async def check(*, redis: Redis, fallback: LocalWindows, scope: str, identity: s
         used, ttl_ms = await redis.eval(_HIT, 1, key, window * 1000)
         seconds_left = int(ttl_ms) / 1000
     except (RedisConnectionError, RedisTimeoutError) as exc:
-        if fail_closed or _pool_exhausted(exc):
+        if fail_closed or pool_exhausted(exc):
             # an exhausted pool means this process is overloaded, not that Redis is gone: shed, do not admit
             raise UnavailableError(data={"dependency": "redis"}) from None
         used, seconds_left = fallback.hit(key, window)

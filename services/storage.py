@@ -27,7 +27,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from conf import Settings
 from models import User
 from models.base import utcnow
-from services.accounts import forget_account
+from services.accounts import changing_account
 from services.errors import UpstreamError
 from services.images import MAX_AVATAR_BYTES, prepare_avatar
 from services.profiles import avatar_url
@@ -172,6 +172,6 @@ async def replace_avatar(*, redis: Redis, settings: Settings, storage: Storage, 
     avatar = await prepare_avatar(data)
     key = new_avatar_key(user_id, avatar.extension)
     await storage.save(key, avatar.data, avatar.content_type)
-    await User.update(avatar_key=key, updated_at=utcnow()).where(User.id == user_id).aio_execute()
-    await forget_account(redis=redis, user_id=user_id)
+    async with changing_account(redis=redis, user_id=user_id):
+        await User.update(avatar_key=key, updated_at=utcnow()).where(User.id == user_id).aio_execute()
     return avatar_url(settings, key)

@@ -7,18 +7,25 @@ logout at once (``accounts.authenticate`` checks it, in the same round trip as t
 """
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import secrets
 import time
 from dataclasses import dataclass
 
 import jwt
+import peewee
+from peewee import fn
 from redis.asyncio import Redis
 
 from conf import Settings
+from models import SessionRevocation, db
+from models.base import utcnow
 from services import keys
 from services.local_cache import LocalCaches
 from services.errors import NotAuthenticatedError
 
+log = logging.getLogger("swiper.tokens")
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["sub", "exp", "iat", "jti", "typ", "fam"]
 
@@ -105,6 +112,10 @@ async def rotate_session(*, redis: Redis, settings: Settings, refresh_token: obj
                                new_jti, settings.refresh_token_ttl * 1000, settings.access_token_ttl * 1000,
                                *_revocation_announcement(family))
     if verdict == "reuse":
+        try:  # Redis holds the revocation already; this copy is for authenticating while Redis is down
+            await _record_revocation(family, int(claims["sub"]), settings.access_token_ttl)
+        except (peewee.DatabaseError, OSError) as exc:
+            log.warning("reused refresh token of family %s: revocation not copied to MySQL: %s", family, exc)
         raise NotAuthenticatedError("This refresh token was already used; the session has been ended.")
     if verdict != "ok":
         raise NotAuthenticatedError("The session has ended.")
@@ -138,10 +149,39 @@ def decode_access(settings: Settings, access_token: object) -> AccessClaims:
 
 
 async def end_session(*, redis: Redis, settings: Settings, claims: AccessClaims) -> None:
-    """Revoke this device's family for as long as any of its tokens could still be presented."""
-    access_left_ms = max(1000, (claims.expires_at - int(time.time()) + 1) * 1000)
-    await redis.eval(_REVOKE, 2, keys.auth_family(claims.family), keys.auth_revoked(claims.family), access_left_ms,
-                     *_revocation_announcement(claims.family))
+    """Revoke this device's family for as long as any of its tokens could still be presented.
+
+    MySQL first, then Redis: whichever fails, the answer is an error and the client logs out again; a revocation
+    Redis knows is always in MySQL too, so authentication without Redis never takes back a logout.
+    """
+    access_left = max(1, claims.expires_at - int(time.time()) + 1)
+    await _record_revocation(claims.family, claims.user_id, access_left)
+    await redis.eval(_REVOKE, 2, keys.auth_family(claims.family), keys.auth_revoked(claims.family),
+                     access_left * 1000, *_revocation_announcement(claims.family))
+
+
+async def _record_revocation(family: str, user_id: int, seconds: int) -> None:
+    expires_at = utcnow() + dt.timedelta(seconds=seconds)
+    await (SessionRevocation.insert(family=family, user_id=user_id, expires_at=expires_at)
+           .on_conflict(update={SessionRevocation.expires_at: fn.GREATEST(SessionRevocation.expires_at,
+                                                                          expires_at)}).aio_execute())
+
+
+async def revoked_in_mysql(family: str) -> bool:
+    """The revocation check when Redis cannot answer (only access tokens are accepted then: refreshing needs Redis)."""
+    return await (SessionRevocation.select(SessionRevocation.family)
+                  .where((SessionRevocation.family == family) & (SessionRevocation.expires_at > utcnow()))
+                  .aio_exists())
+
+
+async def forget_expired_revocations(batch: int = 1000) -> int:
+    """The periodic clean-up: rows whose tokens can no longer be presented."""
+    return await db.aio_execute_sql("DELETE FROM session_revocation WHERE expires_at < %s LIMIT %s",
+                                    (utcnow(), batch), fetch_results=_rowcount)
+
+
+async def _rowcount(_db: object, cursor: object) -> int:
+    return cursor.rowcount  # type: ignore[attr-defined]
 
 
 def _revocation_announcement(family: str) -> tuple[str, str]:

@@ -82,13 +82,13 @@ async def grant_membership(*, redis: Redis, phone: str, level: int, until: dt.da
     catalog = await load_catalog()
     if level not in catalog:
         raise InvalidParamsError.for_fields({"level": f"must be one of {sorted(catalog)}"})
-    async with db.aio_atomic():
-        user = await User.select().where(User.phone == phone).for_update().aio_first()
-        if user is None:
-            raise NotFoundError(f"No user with phone {phone}.")
+    user_id = await User.select(User.id).where(User.phone == phone).aio_scalar()
+    if user_id is None:
+        raise NotFoundError(f"No user with phone {phone}.")
+    async with model_cache.writing(redis=redis, name="User", pk=user_id), db.aio_atomic():
+        user = await User.select().where(User.id == user_id).for_update().aio_first()
         user.vip_level = level
         user.vip_expires_at = until if level else None
         user.updated_at = utcnow()
         await user.aio_save(only=[User.vip_level, User.vip_expires_at, User.updated_at])
-    await model_cache.invalidate(redis=redis, name="User", pk=user.id)
     return user

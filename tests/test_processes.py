@@ -52,24 +52,36 @@ async def proxied_server(settings, schema, sms_stub, request):
     await redis_proxy.cut()
 
 
-async def test_dead_redis_is_503_and_recovers(proxied_server, sms_stub):
+async def test_dead_redis_serves_signed_in_users_from_mysql_and_recovers(proxied_server, sms_stub):
+    """MySQL is the truth: without Redis, tokens are checked against the revocations MySQL keeps too, and accounts
+    are read from MySQL; what only Redis can do (codes, the feed's queues, writes of cached rows) answers 503."""
     server, _mysql, redis_proxy = proxied_server
     client = Client(server.base_url)
     session = await login_via(client, sms_stub)
     token = session["access_token"]
+    ended = await login_via(client, sms_stub)
+    assert (await client.delete("/api/v1/sessions/current", token=ended["access_token"])).status == 200
     await redis_proxy.cut()
     started = time.monotonic()
-    body = assert_error(await client.get("/api/v1/profile", token=token), 503, "unavailable")
+    profile = await client.get("/api/v1/profile", token=token)
+    assert profile.status == 200 and profile.data["id"] == session["user"]["id"]
     assert time.monotonic() - started < 4
+    assert_error(await client.get("/api/v1/profile", token=ended["access_token"]), 401, "not_authenticated")
+    assert (await client.get(f"/api/v1/users/{ended['user']['id']}", token=token)).status == 200
+    body = assert_error(await client.patch("/api/v1/profile", {"location": "北京"}, token=token), 503,
+                        "unavailable")  # the cache could not be told: refused before anything is written
     assert body["data"] == {"dependency": "redis"}
     assert_error(await client.post("/api/v1/sms-codes", {"phone": new_phone()}), 503, "unavailable")
+    assert_error(await client.delete("/api/v1/sessions/current", token=token), 503, "unavailable")
     assert (await client.get("/healthz")).status == 200
     ready = await client.get("/readyz")
     assert_error(ready, 503, "unavailable")
     assert ready.json["data"]["redis"] == "down" and ready.json["data"]["mysql"] == "ok"
     await redis_proxy.restore()
-    assert (await eventually_ok(lambda: client.get("/api/v1/profile", token=token))).status == 200
+    patched = await eventually_ok(lambda: client.patch("/api/v1/profile", {"location": "北京"}, token=token))
+    assert patched.status == 200 and patched.data["location"] == "北京"
     assert (await client.get("/readyz")).status == 200
+    assert_error(await client.get("/api/v1/profile", token=ended["access_token"]), 401, "not_authenticated")
 
 
 async def test_dead_mysql_is_503_keeps_the_code_and_recovers(proxied_server, sms_stub):
@@ -227,7 +239,7 @@ async def test_without_redis_limits_fail_open_but_secrets_fail_closed(proxied_se
                                    headers={"X-Real-IP": "10.9.9.8"}), 503, "unavailable")
     assert_error(await client.post("/api/v1/sessions", {"phone": new_phone(), "code": "123456"},
                                    headers={"X-Real-IP": "10.9.9.7"}), 503, "unavailable")
-    assert_error(await client.get("/api/v1/profile", token=session["access_token"]), 503, "unavailable")
+    assert (await client.get("/api/v1/profile", token=session["access_token"])).status == 200  # checked in MySQL
     await redis_proxy.restore()
     assert (await eventually_ok(lambda: client.get("/api/v1/profile", token=session["access_token"]))).status == 200
 

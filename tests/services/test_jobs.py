@@ -37,3 +37,20 @@ async def test_expired_memberships_are_tidied(redis, settings, make_person):
     fresh = await load_account(redis=redis, settings=settings, user_id=lapsed.id)
     assert (fresh.user.vip_level, fresh.user.vip_expires_at) == (0, None)  # ...which the job dropped
     assert (await User.aio_get(User.id == current.id)).vip_level == 2
+
+
+async def test_expired_revocations_are_forgotten_and_live_ones_kept(schema):
+    from models import SessionRevocation
+    from services import tokens
+    now = utcnow()
+    old, live = secrets.token_hex(12), secrets.token_hex(12)
+    await SessionRevocation.insert_many([
+        {"family": old, "user_id": 1, "expires_at": now - dt.timedelta(seconds=1)},
+        {"family": live, "user_id": 1, "expires_at": now + dt.timedelta(minutes=5)}]).aio_execute()
+    assert not await tokens.revoked_in_mysql(old) and await tokens.revoked_in_mysql(live)
+    while await tokens.forget_expired_revocations(batch=1000):
+        pass
+    remaining = {r.family for r in await SessionRevocation.select().where(
+        SessionRevocation.family.in_([old, live])).aio_execute()}
+    assert remaining == {live}
+    await SessionRevocation.delete().where(SessionRevocation.family == live).aio_execute()
