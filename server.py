@@ -25,18 +25,20 @@ from tornado.iostream import IOStream
 from tornado.netutil import bind_sockets
 
 from conf import Settings, load_settings_or_exit
-from handlers import auth, avatar, metrics, profile, service, social, vip
+from handlers import auth, avatar, chat, metrics, profile, service, social, vip
 from handlers.base import InFlight, NotFoundHandler, access_log
 from models import db, init_db
-from services import jobs, keys, ratelimit, tokens
+from services import jobs, keys, loop_watch, ratelimit, tokens
+from services.chat.events import EventPublisher
+from services.chat.sockets import SocketHub
 from services.local_cache import LocalCaches
 from services.redis_client import build_redis
 from services.sms import SmsSender, build_sms_sender
 from services.storage import Storage, build_storage
 
 log = logging.getLogger("swiper.server")
-ROUTES = [*auth.routes, *profile.routes, *avatar.routes, *vip.routes, *social.routes, *service.routes,
-          *metrics.routes]
+ROUTES = [*auth.routes, *profile.routes, *avatar.routes, *vip.routes, *social.routes, *chat.routes,
+          *service.routes, *metrics.routes]
 metrics.name_routes(ROUTES)
 MAX_UPLOAD_BODY = 8 * 1024 * 1024
 GC_YOUNG_THRESHOLD = 20_000
@@ -50,22 +52,30 @@ def log_request(handler: web.RequestHandler) -> None:
 
 def make_app(settings: Settings, *, redis: Redis, sms: SmsSender, in_flight: InFlight | None = None,
              storage: Storage | None = None) -> web.Application:
-    """The application; its local caches stay off until ``start_local_caches`` (they need a running loop)."""
+    """The application; its subscriptions (local caches, the event hub) start with ``start_listeners``."""
     media = avatar.media_routes(settings)   # local storage: Tornado serves the files when run without nginx
     metrics.name_routes([(pattern, handler) for pattern, handler, _ in media])
+    events = EventPublisher(redis)
     return web.Application(
         [*ROUTES, *media], default_handler_class=NotFoundHandler, log_function=log_request,
-        compress_response=False, api_routes=ROUTES, swiper_settings=settings, redis=redis, sms=sms, in_flight=in_flight or InFlight(),
-        storage=storage or build_storage(settings),
+        compress_response=False, api_routes=ROUTES, swiper_settings=settings, redis=redis, sms=sms,
+        in_flight=in_flight or InFlight(), storage=storage or build_storage(settings),
         rate_fallback=ratelimit.LocalWindows(), local_caches=LocalCaches(ttl=settings.local_cache_ttl),
+        events=events, hub=SocketHub(redis=redis, publisher=events),
+        websocket_ping_interval=settings.ws_ping_interval, websocket_ping_timeout=settings.ws_ping_interval,
+        websocket_max_message_size=chat.MAX_CLIENT_FRAME,
     )
 
 
-def start_local_caches(app: web.Application) -> LocalCaches:
+def start_listeners(app: web.Application) -> tuple[LocalCaches, SocketHub]:
+    """The process's pub/sub listeners: local-cache invalidations and the event hub (they need a running loop)."""
     caches: LocalCaches = app.settings["local_caches"]
     caches.start(app.settings["redis"])
     metrics.watch_local_caches(caches)
-    return caches
+    hub: SocketHub = app.settings["hub"]
+    hub.start()
+    metrics.watch_sockets(hub, app.settings["events"])
+    return caches, hub
 
 
 def configure_logging(settings: Settings) -> None:
@@ -88,8 +98,9 @@ def configure_logging(settings: Settings) -> None:
 async def serve(settings: Settings, port: int) -> None:
     if settings.slow_callback_ms > 0:  # for finding blocking calls: every slow loop step is logged
         loop = asyncio.get_running_loop()
-        loop.set_debug(True)
-        loop.slow_callback_duration = settings.slow_callback_ms / 1000
+        loop.set_debug(True)  # richer step descriptions (where each task was created)
+        loop.slow_callback_duration = 3600  # asyncio's own wall-time log is replaced by loop_watch's
+        loop_watch.log_slow_steps(settings.slow_callback_ms)
     keys.configure(settings.redis_prefix)
     init_db(settings)
     redis = build_redis(settings)
@@ -105,12 +116,13 @@ async def serve(settings: Settings, port: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     periodic = start_periodic_jobs(settings, redis)
-    local_caches = start_local_caches(app)
+    local_caches, hub = start_listeners(app)
     settle_memory()
     log.info("listening on %s:%d (env=%s, sms=%s)", settings.host, port, settings.env, settings.sms_backend)
     await stopping.wait()
     periodic.stop()
-    await drain(server, in_flight, settings.drain_timeout, sockets)
+    await drain(server, in_flight, settings.drain_timeout, sockets, hub=hub)
+    await hub.stop()
     await local_caches.stop()
     await sms.aclose()
     await storage.aclose()
@@ -149,7 +161,7 @@ def start_periodic_jobs(settings: Settings, redis: Redis) -> PeriodicCallback:
 
 
 async def drain(server: HTTPServer, in_flight: InFlight, timeout: float,
-                sockets: Sequence[socket.socket] = ()) -> None:
+                sockets: Sequence[socket.socket] = (), hub: SocketHub | None = None) -> None:
     """Stop accepting, finish in-flight requests, let the clients close their keep-alive connections, then close
     whatever is still open at the deadline.
 
@@ -161,12 +173,17 @@ async def drain(server: HTTPServer, in_flight: InFlight, timeout: float,
       ``keepalive_timeout`` (3 s in nginx.conf, well below the drain timeout);
     - a connection the kernel had already accepted into the listening socket's queue, reset when the listening
       socket closed ("Connection reset by peer"): so what is queued is accepted and served before it closes.
+    Event sockets (which HTTPServer does not close) are closed first with 1012, "service restart": their clients
+    reconnect through nginx to another process and resume with ``after``.
     """
     in_flight.draining = True
     for sock in sockets:
         _accept_queued(server, sock)
     server.stop()  # synchronously after the last accept: nothing can queue in between
     deadline = time.monotonic() + timeout
+    if hub is not None and hub.close_all(1012, "service restart"):
+        while hub.sockets and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
     connections = getattr(server, "_connections", ())  # HTTPServer's open connections; it has no public count
     while (in_flight.count > 0 or connections) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)

@@ -139,6 +139,9 @@ class Settings(BaseSettings):
     daily_like_limit: PositiveInt = 100
     rewind_window: PositiveInt = 300
 
+    message_rate_limit: PositiveInt = 30  # chat messages per minute per user (on whatever rate_limit_enabled says)
+    ws_ping_interval: PositiveFloat = 25.0  # seconds between pings of each WebSocket (below nginx's read timeout)
+
     max_json_body: PositiveInt = 64 * 1024
     profile_cache_ttl: PositiveInt = 3600
     local_cache_ttl: NonNegativeFloat = 10.0  # seconds a process keeps revocations and accounts it read; 0: off

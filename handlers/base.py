@@ -17,6 +17,8 @@ from conf import Settings
 from handlers.contract import QueryModel, RequestModel, parse_json, parse_query
 from services import accounts, jsoncodec, ratelimit, tokens, vip
 from services.accounts import Account
+from services.chat.events import EventPublisher
+from services.chat.sockets import SocketHub
 from services.local_cache import LocalCaches
 from services.errors import (AppError, InternalError, InvalidParamsError, MethodNotAllowedError,
                              NotAuthenticatedError, NotFoundError, PayloadTooLargeError, as_unavailable)
@@ -78,6 +80,14 @@ class BaseHandler(web.RequestHandler):
     @property
     def sms(self) -> SmsSender:
         return self.application.settings["sms"]
+
+    @property
+    def events(self) -> EventPublisher:
+        return self.application.settings["events"]
+
+    @property
+    def hub(self) -> SocketHub:
+        return self.application.settings["hub"]
 
     @property
     def rate_fallback(self) -> ratelimit.LocalWindows:

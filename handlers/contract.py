@@ -166,6 +166,7 @@ class Operation:
     auth: bool | None = None        # None: the handler class's auth_required
     content: Literal["envelope", "bare", "text", "custom"] = "envelope"
     dependencies: bool = True       # needs MySQL or Redis: a 503 is documented
+    ok: dict[str, Any] | None = None  # content="custom": the success responses, by status, as OpenAPI objects
     links: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {"operationId", "parameters"...}
     extra: dict[str, Any] = field(default_factory=dict)  # merged into the operation (e.g. a multipart body)
 

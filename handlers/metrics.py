@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 from tornado import web
 
 from handlers.base import BaseHandler
 from handlers.contract import operation
+from services.chat.events import EventPublisher
+from services.chat.sockets import SocketHub
 from services.local_cache import LocalCaches
 
 REQUESTS = Counter("swiper_requests_total", "HTTP requests answered", ["route", "method", "status"])
@@ -15,6 +18,9 @@ LATENCY = Histogram("swiper_request_duration_seconds", "Time to answer an HTTP r
                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 LOCAL_CACHES_LIVE = Gauge("swiper_local_caches_live", "1 while the local caches' invalidation subscription is confirmed")
 LOCAL_CACHE_ENTRIES = Gauge("swiper_local_cache_entries", "Entries in a local cache", ["cache"])
+SOCKETS_OPEN = Gauge("swiper_sockets_open", "Event sockets open on this process")
+EVENTS_LIVE = Gauge("swiper_events_subscription_live", "1 while the event subscription is confirmed")
+RESYNCS_OWED = Gauge("swiper_events_resyncs_owed", "Users whose events could not be published (Redis down)")
 _route_names: dict[type, str] = {}
 
 
@@ -23,6 +29,36 @@ def watch_local_caches(caches: LocalCaches) -> None:
     LOCAL_CACHES_LIVE.set_function(lambda: float(caches.live.is_set()))
     for name, cache in caches.caches.items():
         LOCAL_CACHE_ENTRIES.labels(name).set_function(cache.__len__)
+
+
+class _SocketCounters:
+    """Counters the event hub keeps as plain numbers (services know no Prometheus), exported at scrape time."""
+
+    def __init__(self, hub: SocketHub, events: EventPublisher) -> None:
+        self.hub, self.events = hub, events
+
+    def collect(self):  # noqa: ANN201 - prometheus_client's collector protocol
+        yield CounterMetricFamily("swiper_events_delivered", "Event frames written to this process's sockets",
+                                  value=self.hub.delivered_total())
+        yield CounterMetricFamily("swiper_events_published", "Events this process appended to users' streams",
+                                  value=self.events.published)
+        yield CounterMetricFamily("swiper_socket_drops", "Sockets closed for falling behind (they resume with after)",
+                                  value=self.hub.dropped)
+
+
+def watch_sockets(hub: SocketHub, events: EventPublisher) -> None:
+    """Open sockets, the event subscription, delivered frames and drops, per process."""
+    SOCKETS_OPEN.set_function(lambda: float(hub.sockets))
+    EVENTS_LIVE.set_function(lambda: float(hub.live.is_set()))
+    RESYNCS_OWED.set_function(lambda: float(len(events.owed_resync)))
+    global _socket_counters
+    if _socket_counters is not None:
+        REGISTRY.unregister(_socket_counters)
+    _socket_counters = _SocketCounters(hub, events)
+    REGISTRY.register(_socket_counters)
+
+
+_socket_counters: _SocketCounters | None = None
 
 
 def name_routes(routes: list[tuple[str, type[web.RequestHandler]]]) -> None:

@@ -109,18 +109,22 @@ def build_document(routes: Sequence[tuple]) -> dict[str, Any]:
         statuses |= {401} if auth else set()
         statuses |= {400, 413} if (spec.body or spec.form) else set()
         statuses |= {400} if spec.query else set()
+        statuses |= {404} if groups else set()  # an id the route's pattern does not take matches no route
         statuses |= {429} if rate_limited and spec.dependencies else set()
         statuses |= {503} if spec.dependencies else set()
-        if spec.content == "text":
-            ok: dict[str, Any] = {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}
-        elif spec.content == "bare":
-            ok = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
+        if spec.content == "custom":
+            responses: dict[str, Any] = dict(spec.ok or {})
         else:
-            ok = {"description": "OK", "content": {"application/json": {
-                "schema": _envelope(_schema_of(spec.response, refs))}}}
-        if spec.links:
-            ok["links"] = spec.links
-        responses = {"200": ok}
+            if spec.content == "text":
+                ok: dict[str, Any] = {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}
+            elif spec.content == "bare":
+                ok = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
+            else:
+                ok = {"description": "OK", "content": {"application/json": {
+                    "schema": _envelope(_schema_of(spec.response, refs))}}}
+            if spec.links:
+                ok["links"] = spec.links
+            responses = {"200": ok}
         for status in sorted(statuses):
             responses[str(status)] = {"description": ERROR_DESCRIPTIONS[status],
                                       "content": {"application/json": {"schema": refs[(Error, "serialization")]}}}

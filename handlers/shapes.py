@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Generic, TypeVar
 
+from pydantic import ConfigDict, Field
+
 from handlers.contract import Gender, Payload
 
 T = TypeVar("T")
@@ -57,6 +59,18 @@ class Profile(PublicUser):
     birthday: dt.date | None
     vip: Membership
     preferences: PreferencesView
+
+
+class Message(Payload):
+    """One chat message; ``seq`` counts 1, 2, 3… within its conversation, in the order the server committed them."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    id: int
+    seq: int
+    from_: int = Field(alias="from")  # the sender's user id
+    text: str
+    client_id: str
+    sent_at: dt.datetime
 
 
 class Page(Payload, Generic[T]):

@@ -6,7 +6,7 @@ from typing import Literal
 
 from handlers.base import BaseHandler, requires_permission
 from handlers.contract import Limit, Payload, QueryModel, RequestModel, UserId, operation
-from handlers.shapes import Items, Page, PublicUser
+from handlers.shapes import Items, Message, Page, PublicUser
 from services import likes, matches, ranking, recommendations, swipes
 from services.accounts import mark_active
 from services.profiles import public_view
@@ -42,6 +42,9 @@ class Rewound(Payload):
 
 class MatchedUser(PublicUser):
     matched_at: dt.datetime
+    last_message: Message | None
+    unread_count: int   # their messages after my read position
+    read_seq: int       # how far they have read
 
 
 class LikingUser(PublicUser):
@@ -101,8 +104,8 @@ class SwipesHandler(BaseHandler):
     async def post(self, body: SwipeBody) -> None:
         """Like, dislike or superlike a user; tells whether it made a match and what is left of today's likes."""
         account = await self.current_account()
-        result = await swipes.record_swipe(redis=self.redis, settings=self.settings_obj, account=account,
-                                           target_id=body.user_id, action=body.action)
+        result = await swipes.record_swipe(redis=self.redis, settings=self.settings_obj, events=self.events,
+                                           account=account, target_id=body.user_id, action=body.action)
         await mark_active(redis=self.redis, user_id=account.user.id, local=self.local_caches)
         self.ok({"matched": result.matched, "likes_remaining": result.likes_remaining,
                  "resets_at": result.resets_at})
@@ -114,17 +117,18 @@ class LastSwipeHandler(BaseHandler):
     @requires_permission("rewind")
     async def delete(self) -> None:
         """Undo my most recent swipe and any match it made."""
-        user_id = await swipes.rewind_last_swipe(redis=self.redis, settings=self.settings_obj,
+        user_id = await swipes.rewind_last_swipe(redis=self.redis, settings=self.settings_obj, events=self.events,
                                                  account=await self.current_account())
         self.ok({"user_id": user_id})
 
 
 class MatchesHandler(BaseHandler):
-    @operation("listMatches", tag="social", summary="My matches, newest first", query=PageQuery,
+    @operation("listMatches", tag="social", summary="My matches, latest activity (match or message) first",
+               query=PageQuery,
                response=MatchesPage,
                links={"Unmatch": {"operationId": "unmatch", "parameters": {"user_id": "$response.body#/data/items/0/id"}}})
     async def get(self, query: PageQuery) -> None:
-        """My matches, newest first."""
+        """My matches with their conversations' state, latest activity first."""
         items, cursor = await matches.list_matches(settings=self.settings_obj, user_id=self.user_id,
                                                    limit=query.limit, cursor=query.cursor)
         self.ok({"items": items, "next_cursor": cursor})
@@ -134,7 +138,7 @@ class MatchHandler(BaseHandler):
     @operation("unmatch", tag="social", summary="Unmatch (both sides; the swipes stay)", errors=(404,))
     async def delete(self, user_id: str) -> None:
         """Unmatch, for both sides; the swipes stay."""
-        await matches.unmatch(user_id=self.user_id, other_id=int(user_id))
+        await matches.unmatch(events=self.events, user_id=self.user_id, other_id=int(user_id))
         self.ok(None)
 
 

@@ -120,6 +120,16 @@ class PayloadTooLargeError(AppError):
     message = "The request body is too large."
 
 
+class AccountBannedError(AppError):
+    status, code, error = 403, 1013, "account_banned"
+    message = "This account was banned."
+
+
+class NotMatchedError(AppError):
+    status, code, error = 403, 1014, "not_matched"
+    message = "You are not matched with this user (any more)."
+
+
 class InternalError(AppError):
     pass
 

@@ -21,6 +21,10 @@
 | job:<name>:<period>         | string | 2 periods; the one process that runs a periodic job |
 | rl:<scope>:<identity>       | int    | settings.rate_limit_window from the identity's first request |
 | invalidate                  | channel | pub/sub: `<cache>\t<key>` of a changed revocation or account (services/local_cache.py) |
+| events:<id>                 | stream | chat.events.STREAM_TTL after its newest entry, ~STREAM_LENGTH entries; a user's events |
+| events                      | channel | pub/sub: `<user id>\t<event id>\t<event json>` of every published event |
+| ticket:<ticket>             | string | chat.tickets.TICKET_TTL; the user id and token family a WebSocket ticket stands for |
+| typing:<from>:<to>          | string | chat.messages.TYPING_EVERY; a typing event was relayed for this pair |
 """
 from __future__ import annotations
 
@@ -102,3 +106,19 @@ def rate_limit(scope: str, identity: str) -> str:
 
 def invalidation_channel() -> str:
     return f"{_prefix}invalidate"
+
+
+def event_stream(user_id: int) -> str:
+    return f"{_prefix}events:{user_id}"
+
+
+def events_channel() -> str:
+    return f"{_prefix}events"
+
+
+def event_ticket(ticket: str) -> str:
+    return f"{_prefix}ticket:{ticket}"
+
+
+def typing(sender_id: int, receiver_id: int) -> str:
+    return f"{_prefix}typing:{sender_id}:{receiver_id}"

@@ -23,7 +23,10 @@ from models.base import utcnow
 from models.db import with_retries
 from models.social import ACTION_NAMES, ACTIONS
 from services import keys, quotas, vip
-from services.accounts import Account
+from services.accounts import Account, load_users
+from services.chat import messages as chat
+from services.chat.events import EventPublisher
+from services.profiles import public_view
 from services.errors import ConflictError, NotFoundError
 
 log = logging.getLogger("swiper.swipes")
@@ -100,8 +103,8 @@ def _swipe_effects(pipe, *, me: int, target: int, action: str, other_action: int
     pipe.zrem(keys.superlikers(me), str(target))
 
 
-async def record_swipe(*, redis: Redis, settings: Settings, account: Account, target_id: int,
-                       action: str) -> SwipeResult:
+async def record_swipe(*, redis: Redis, settings: Settings, events: EventPublisher, account: Account,
+                       target_id: int, action: str) -> SwipeResult:
     """Like, dislike or superlike someone; a repeat of the same swipe answers the same and counts nothing."""
     me = account.user
     if target_id == me.id:
@@ -139,7 +142,9 @@ async def record_swipe(*, redis: Redis, settings: Settings, account: Account, ta
                 matched = code > 0 and other_action is not None and other_action > 0
                 if matched:
                     low, high = pair(me.id, target_id)
-                    await Match.insert(user_a=low, user_b=high, created_at=utcnow()).on_conflict_ignore().aio_execute()
+                    now = utcnow()
+                    await (Match.insert(user_a=low, user_b=high, created_at=now, last_activity_at=now)
+                           .on_conflict_ignore().aio_execute())
                 async with redis.pipeline(transaction=True) as pipe:
                     _swipe_effects(pipe, me=me.id, target=target_id, action=action, other_action=other_action,
                                    sign=1, superliked_at=time.time())
@@ -163,16 +168,29 @@ async def record_swipe(*, redis: Redis, settings: Settings, account: Account, ta
         if existing is None:
             raise
         return await repeat(existing)
+    if matched:
+        await _announce_match(events=events, settings=settings, me=me, target_id=target_id)
     return await _answer(redis=redis, settings=settings, user_id=me.id, matched=matched, unlimited=unlimited,
                          day=day, used=used)
 
 
-async def rewind_last_swipe(*, redis: Redis, settings: Settings, account: Account) -> int:
+async def _announce_match(*, events: EventPublisher, settings: Settings, me: User, target_id: int) -> None:
+    """Both get a ``match`` event with the other's public view (after the commit; best effort like every event)."""
+    users = await load_users([target_id])
+    if target_id in users:
+        await events.publish_many([(me.id, {"type": "match", "user": public_view(users[target_id], settings)}),
+                                   (target_id, {"type": "match", "user": public_view(me, settings)})])
+
+
+async def rewind_last_swipe(*, redis: Redis, settings: Settings, events: EventPublisher, account: Account) -> int:
     """Undo my most recent swipe (once, within the window) and everything it caused; returns whom it was about."""
     me = account.user
     day = quotas.quota_day(settings)
 
+    unmatched = False
+
     async def transaction() -> int:
+        nonlocal unmatched
         rewinds_taken = effects_written = False
         last: Swipe | None = None
         other: Swipe | None = None
@@ -191,7 +209,12 @@ async def rewind_last_swipe(*, redis: Redis, settings: Settings, account: Accoun
                                                      & (Swipe.target_id == me.id)).aio_first())
                 await Swipe.delete().where(Swipe.id == last.id).aio_execute()
                 low, high = pair(me.id, last.target_id)
-                await Match.delete().where((Match.user_a == low) & (Match.user_b == high)).aio_execute()
+                match = await (Match.select(Match.id).where((Match.user_a == low) & (Match.user_b == high))
+                               .for_update().aio_first())
+                if match is not None:  # the match this swipe made goes, and its conversation with it
+                    await chat.delete_conversation(match.id)
+                    await Match.delete().where(Match.id == match.id).aio_execute()
+                unmatched = match is not None
                 await User.update(rewind_floor=last.id).where(User.id == me.id).aio_execute()
                 action = ACTION_NAMES[last.action]
                 async with redis.pipeline(transaction=True) as pipe:
@@ -223,4 +246,7 @@ async def rewind_last_swipe(*, redis: Redis, settings: Settings, account: Accoun
         return last.target_id
 
     await vip.require_permission(me, "rewind")
-    return await with_retries(transaction)
+    target_id = await with_retries(transaction)
+    if unmatched:
+        await chat.announce_unmatched(events=events, a=me.id, b=target_id)
+    return target_id

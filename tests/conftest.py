@@ -31,7 +31,7 @@ from conf import Settings, load_settings, parse_mysql_url  # noqa: E402
 from handlers.base import InFlight  # noqa: E402
 from models import db, init_db  # noqa: E402
 from models.migrations import migrate  # noqa: E402
-from server import MAX_UPLOAD_BODY, make_app, start_local_caches  # noqa: E402
+from server import MAX_UPLOAD_BODY, make_app, start_listeners  # noqa: E402
 from models import Preferences, User  # noqa: E402
 from models.base import utcnow  # noqa: E402
 from services import keys, tokens  # noqa: E402
@@ -42,7 +42,7 @@ from services.sms import build_sms_sender  # noqa: E402
 from tests.stubs.aliyun_sms import AliyunSmsStub  # noqa: E402
 from tests.support.client import Client  # noqa: E402
 from tests.support.dates import SERVER_TIMEZONE, birthday_for_age  # noqa: E402
-from tests.support.slow_callbacks import StepTimer, enable_debug  # noqa: E402
+from tests.support.slow_callbacks import SuiteStepTimer, enable_debug  # noqa: E402
 
 warnings.filterwarnings("ignore", module="aiomysql")
 
@@ -70,7 +70,7 @@ async def _asyncio_debug():
     """The whole suite runs with asyncio debug on; a loop step of the app's using over 50 ms of CPU fails the run."""
     loop = asyncio.get_running_loop()
     enable_debug(loop)
-    timer = StepTimer()
+    timer = SuiteStepTimer()
     timer.install()
     yield timer
     timer.uninstall()
@@ -163,13 +163,15 @@ async def _clean_redis(request: pytest.FixtureRequest):
 
 @pytest.fixture(scope="session")
 async def app(settings: Settings, schema: None, redis: Redis) -> web.Application:
-    """The in-process application, local caches on (as in production) once its subscription is confirmed."""
+    """The in-process application, local caches and event hub on (as in production) once subscribed."""
     sms = build_sms_sender(settings)
     app_redis = build_redis(settings)
     app = make_app(settings, redis=app_redis, sms=sms, in_flight=InFlight())
-    caches = start_local_caches(app)
+    caches, hub = start_listeners(app)
     await asyncio.wait_for(caches.live.wait(), 10)
+    await asyncio.wait_for(hub.live.wait(), 10)
     yield app
+    await hub.stop()
     await caches.stop()
     await app_redis.aclose()
     await sms.aclose()

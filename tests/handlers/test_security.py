@@ -94,7 +94,8 @@ async def test_public_views_never_leak_private_fields(client, make_person):
             assert f'"{private}"' not in text, (name, private)
     users = [responses["user"].data] + responses["feed"].data["items"] + responses["matches"].data["items"] \
         + responses["likes"].data["items"] + [e["user"] for e in responses["hot"].data["items"]]
-    assert users and all(PUBLIC_FIELDS <= set(u) <= PUBLIC_FIELDS | {"matched_at", "action", "swiped_at"}
+    assert users and all(PUBLIC_FIELDS <= set(u) <= PUBLIC_FIELDS | {"matched_at", "action", "swiped_at", "last_message",
+                                                                      "unread_count", "read_seq"}
                          for u in users)
 
 

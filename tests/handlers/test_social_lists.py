@@ -36,7 +36,9 @@ async def test_matches_newest_first_in_pages(client, make_person):
     ids = [item["id"] for page in got for item in page]
     assert ids == [o.id for o in reversed(others)]
     item = got[0][0]
-    assert set(item) == {"id", "nickname", "gender", "age", "avatar", "location", "matched_at"}
+    assert set(item) == {"id", "nickname", "gender", "age", "avatar", "location", "matched_at", "last_message",
+                         "unread_count", "read_seq"}
+    assert item["last_message"] is None and item["unread_count"] == 0 and item["read_seq"] == 0
     their = await client.get("/api/v1/matches", token=others[0].token)
     assert [i["id"] for i in their.data["items"]] == [me.id]
 

@@ -24,7 +24,7 @@ import conf
 from services.errors import UpstreamError
 from services.sms import AliyunSmsSender, ConsoleSmsSender, build_sms_sender
 from tests.stubs.aliyun_sms import AliyunSmsStub
-from tests.support.slow_callbacks import StepTimer
+from tests.support.slow_callbacks import SuiteStepTimer
 
 AK, SECRET = "LTAI5tStubAccessKey", "stub-secret-0123456789abcdef"
 PHONE = "13800138000"
@@ -219,7 +219,7 @@ async def test_https_sends_without_stalling_the_loop(tmp_path: Path) -> None:
     # Each loop step is timed in CPU time, less the garbage collector's (tests/support/slow_callbacks.py): the
     # stall this guards against is CPU work (an SSL context built per call, ~30 ms), and wall time would also
     # count this process being descheduled on a loaded machine.
-    timer = StepTimer(threshold=0.010)
+    timer = SuiteStepTimer(threshold=0.010)
     timer.install()
     try:
         for code in ("100001", "100002", "100003", "100004", "100005"):

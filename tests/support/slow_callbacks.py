@@ -9,10 +9,9 @@ pre-stop scan for blocking calls.
 from __future__ import annotations
 
 import asyncio
-import gc
 import re
-import time
-from asyncio import base_events, events
+
+from services.loop_watch import SLOW_STEP_FORMAT, StepTimer
 
 SLOW_CALLBACK_SECONDS = 0.050
 _APP_MARKERS = re.compile(r"tornado/(web|http1connection|httpserver|iostream)\.py|/(handlers|services|models)/"
@@ -20,42 +19,25 @@ _APP_MARKERS = re.compile(r"tornado/(web|http1connection|httpserver|iostream)\.p
 _TEST_MARKERS = re.compile(r"/tests/|_pytest|pytest_asyncio")
 
 
-class StepTimer:
-    """Wraps ``Handle._run`` to measure each loop step's CPU time, less what the garbage collector took."""
+class SuiteStepTimer:
+    """The suite's watch (``services.loop_watch.StepTimer``, CPU time only: the suite's loop shares the machine
+    with the processes it starts), sorting slow steps into the app's and the test code's own."""
 
     def __init__(self, threshold: float = SLOW_CALLBACK_SECONDS) -> None:
-        self.threshold = threshold
         self.app: list[str] = []
         self.other: list[str] = []
-        self._gc_cpu = 0.0
-        self._gc_started = 0.0
-        self._original = events.Handle._run
+        self._timer = StepTimer(cpu_threshold=threshold, wall_threshold=float("inf"), report=self._report)
 
-    def _on_gc(self, phase: str, _info: dict) -> None:
-        if phase == "start":
-            self._gc_started = time.thread_time()
-        else:
-            self._gc_cpu += time.thread_time() - self._gc_started
+    def _report(self, owner: str, cpu: float, _wall: float) -> None:
+        entry = f"{owner} used {cpu * 1000:.0f} ms of CPU"
+        is_app = _APP_MARKERS.search(owner) and not _TEST_MARKERS.search(owner)
+        (self.app if is_app else self.other).append(entry)
 
     def install(self) -> None:
-        timer, original = self, self._original
-
-        def timed_run(handle: events.Handle) -> None:
-            started, gc_before = time.thread_time(), timer._gc_cpu
-            original(handle)
-            spent = time.thread_time() - started - (timer._gc_cpu - gc_before)
-            if spent > timer.threshold:
-                owner = base_events._format_handle(handle)
-                entry = f"{owner} used {spent * 1000:.0f} ms of CPU"
-                is_app = _APP_MARKERS.search(owner) and not _TEST_MARKERS.search(owner)
-                (timer.app if is_app else timer.other).append(entry)
-
-        events.Handle._run = timed_run  # type: ignore[method-assign]
-        gc.callbacks.append(self._on_gc)
+        self._timer.install()
 
     def uninstall(self) -> None:
-        events.Handle._run = self._original  # type: ignore[method-assign]
-        gc.callbacks.remove(self._on_gc)
+        self._timer.uninstall()
 
 
 def enable_debug(loop: asyncio.AbstractEventLoop) -> None:
@@ -63,9 +45,10 @@ def enable_debug(loop: asyncio.AbstractEventLoop) -> None:
     loop.slow_callback_duration = SLOW_CALLBACK_SECONDS
 
 
-# What asyncio's debug mode logs for a slow step (base_events: "Executing %s took %.3f seconds"), through
-# server.configure_logging's format; tests/test_support.py checks it against a real server process's output.
-_SLOW_STEP = re.compile(r" WARNING asyncio Executing .+ took \d+\.\d{3} seconds$")
+# What server.py logs for a slow step (services.loop_watch), through server.configure_logging's format;
+# tests/test_support.py checks it against a real server process's output.
+_SLOW_STEP = re.compile(r" WARNING swiper\.loop " + re.escape(SLOW_STEP_FORMAT.split(" %s")[0]) + r" .+ used \d+ ms of CPU"
+                        r" in \d+ ms$")
 
 
 def from_app(log_text: str) -> list[str]:
