@@ -114,7 +114,8 @@ def settings(database_url: str, sms_stub: AliyunSmsStub, tmp_path_factory: pytes
         aliyun_sms_protocol="http", sms_timeout=1.0, mysql_connect_timeout=1.0, redis_timeout=1.0,
         media_dir=str(tmp_path_factory.mktemp("media")),  # local avatar storage, never the repository's var/
         timezone=SERVER_TIMEZONE,  # the zone every date in the tests is built in (tests/support/dates.py)
-        rate_limit_enabled=False)  # tests/handlers/test_ratelimit.py runs its own app with the limits on
+        rate_limit_enabled=False,  # tests/handlers/test_ratelimit.py runs its own app with the limits on
+        message_rate_limit=10_000)  # the chat tests send hundreds; tests/handlers/test_chat.py tests the limit
 
 
 def server_env(settings: Settings, **overrides: str) -> dict[str, str]:
@@ -122,7 +123,7 @@ def server_env(settings: Settings, **overrides: str) -> dict[str, str]:
     env = {f"SWIPER_{name.upper()}": str(getattr(settings, name)) for name in (
         "env", "mysql_url", "redis_url", "redis_prefix", "jwt_secret", "sms_backend", "aliyun_access_key_id",
         "aliyun_access_key_secret", "aliyun_sms_endpoint", "aliyun_sms_protocol", "sms_timeout",
-        "mysql_connect_timeout", "redis_timeout", "rate_limit_enabled", "media_dir", "timezone")}
+        "mysql_connect_timeout", "redis_timeout", "rate_limit_enabled", "media_dir", "timezone", "message_rate_limit")}
     env.update({f"SWIPER_{k.upper()}": v for k, v in overrides.items()})
     return env
 

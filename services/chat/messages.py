@@ -1,11 +1,12 @@
 """A match's conversation: send, history, read positions, typing, and closing it.
 
-The ``match`` row is the conversation, and every send locks it (``SELECT … FOR UPDATE``) in the transaction that
-stores the message: so "are they still matched?" is answered inside that transaction (an unmatch that committed
-first leaves nothing to lock: 1014, nothing stored; one that comes later waits, then deletes the message with the
-rest), and ``seq`` is the row's ``last_seq`` + 1: 1, 2, 3… in commit order, no gap, no duplicate, on any process.
-A retried send (same sender and ``client_id``) finds its first message under that lock and stores nothing new;
-the unique key (match, sender, client_id) backs that up. The answer comes after the commit; the events after it.
+The ``match`` row is the conversation, and every send locks it (the UPDATE that claims the next ``seq``) in the
+transaction that stores the message: so "are they still matched?" is answered inside that transaction (an
+unmatch that committed first leaves no row: 1014, nothing stored; one that comes later waits, then deletes the
+message with the rest), and ``seq`` is the row's ``last_seq`` + 1: 1, 2, 3… in commit order, no gap, no
+duplicate, on any process. A retried send (same sender and ``client_id``) hits the unique key (match, sender,
+client_id): its transaction rolls back, claim included, and the first message is the answer. The answer comes
+after the commit; the events after it.
 """
 from __future__ import annotations
 
@@ -63,14 +64,14 @@ def message_view(row: tuple) -> dict[str, Any]:
             "sent_at": created_at.replace(tzinfo=dt.timezone.utc)}
 
 
-async def may_talk(conversation: Conversation, me: int, other: int) -> None:
+async def may_talk(me: int, other: int) -> None:
     """Inside the send transaction, with the conversation locked: anything besides the match that forbids it.
 
     Blocks, bans and deleted accounts plug in here (the match row itself is the first condition)."""
 
 
 _FIND = "SELECT id, last_seq, a_read_seq, b_read_seq FROM `match` WHERE user_a = %s AND user_b = %s"
-_LOCK = _FIND + " FOR UPDATE"
+_LOCK = _FIND + " FOR UPDATE"  # unmatch and read positions lock the conversation like a send does
 
 
 async def _conversation(me: int, other: int, *, lock: bool) -> Conversation:
@@ -83,37 +84,46 @@ async def _conversation(me: int, other: int, *, lock: bool) -> Conversation:
 
 
 _EXISTING = f"SELECT {_COLUMNS} FROM message WHERE match_id = %s AND sender_id = %s AND client_id = %s"
-_EXISTING_LOCKED = _EXISTING + " FOR UPDATE"  # the newest committed version, not the transaction's snapshot
+# Claim the next seq: the UPDATE locks the conversation until the commit (senders of one conversation queue
+# here) and hands the new seq back through LAST_INSERT_ID(expr), which the driver reports as the statement's
+# insert id. The sender has seen the conversation up to their own message. No row: not matched.
+_CLAIM_SEQ = ("UPDATE `match` SET last_seq = LAST_INSERT_ID(last_seq + 1), last_activity_at = %s, "
+              "{side}_read_seq = last_seq WHERE user_a = %s AND user_b = %s")
 _INSERT = ("INSERT INTO message (match_id, seq, sender_id, client_id, text, created_at) "
-           "VALUES (%s, %s, %s, %s, %s, %s)")
-# The sender has seen the conversation up to their own message.
-_ADVANCE = ("UPDATE `match` SET last_seq = %s, last_activity_at = %s, {side}_read_seq = %s WHERE id = %s")
+           "SELECT id, %s, %s, %s, %s, %s FROM `match` WHERE user_a = %s AND user_b = %s")
+
+
+async def _claim(_db: Any, cursor: Any) -> int | None:
+    return cursor.lastrowid if cursor.rowcount == 1 else None
 
 
 async def send_message(*, redis: Redis, settings: Settings, events: EventPublisher,
                        fallback: ratelimit.LocalWindows, sender_id: int, other_id: int, text: str,
                        client_id: str) -> tuple[dict[str, Any], ratelimit.Verdict]:
-    """Store a message (or find the one this ``client_id`` stored before) and tell both sides' devices."""
+    """Store a message (or find the one this ``client_id`` stored before) and tell both sides' devices.
+
+    Three round trips hold the conversation's lock (claim the seq, insert, commit), so one conversation takes a
+    few hundred messages a second; a repeated ``client_id`` fails the insert on its unique key, the claim rolls
+    back with it, and the first message is the answer."""
     verdict = await ratelimit.check(redis=redis, fallback=fallback, scope="message", identity=str(sender_id),
                                     limit=settings.message_rate_limit, window=60)
+    low, high = pair(sender_id, other_id)
+    side = "a" if sender_id == low else "b"
 
-    async def transaction() -> tuple[tuple, bool]:
+    async def transaction() -> tuple:
         async with db.aio_atomic():
-            conversation = await _conversation(sender_id, other_id, lock=True)
-            await may_talk(conversation, sender_id, other_id)
-            existing = await db.aio_execute_sql(_EXISTING_LOCKED, (conversation.match_id, sender_id, client_id),
-                                                fetch_results=_one)
-            if existing is not None:
-                return existing, False
-            seq, now = conversation.last_seq + 1, utcnow()
-            message_id = await db.aio_execute_sql(
-                _INSERT, (conversation.match_id, seq, sender_id, client_id, text, now), fetch_results=_last_id)
-            await db.aio_execute_sql(_ADVANCE.format(side=conversation.side), (seq, now, seq, conversation.match_id))
-            return (message_id, seq, sender_id, text, client_id, now), True
+            now = utcnow()
+            seq = await db.aio_execute_sql(_CLAIM_SEQ.format(side=side), (now, low, high), fetch_results=_claim)
+            if seq is None:
+                raise NotMatchedError()
+            await may_talk(sender_id, other_id)
+            message_id = await db.aio_execute_sql(_INSERT, (seq, sender_id, client_id, text, now, low, high),
+                                                  fetch_results=_last_id)
+            return message_id, seq, sender_id, text, client_id, now
 
     try:
-        row, stored = await with_retries(transaction)
-    except peewee.IntegrityError:  # a concurrent first send of this client_id won: answer with its message
+        row, stored = await with_retries(transaction), True
+    except peewee.IntegrityError:  # this client_id stored a message before (or a concurrent twin just did)
         conversation = await _conversation(sender_id, other_id, lock=False)
         row = await db.aio_execute_sql(_EXISTING, (conversation.match_id, sender_id, client_id), fetch_results=_one)
         if row is None:
