@@ -25,18 +25,20 @@ from tornado.iostream import IOStream
 from tornado.netutil import bind_sockets
 
 from conf import Settings, load_settings_or_exit
-from handlers import auth, avatar, metrics, profile, service, social, vip
+from handlers import auth, avatar, metrics, payments, profile, service, social, vip
 from handlers.base import InFlight, NotFoundHandler, access_log
 from models import db, init_db
 from services import jobs, keys, ratelimit
 from services.local_cache import LocalCaches
+from services.payments import PaymentChannels, build_channels
+from services.payments.reconcile import reconcile_orders
 from services.redis_client import build_redis
 from services.sms import SmsSender, build_sms_sender
 from services.storage import Storage, build_storage
 
 log = logging.getLogger("swiper.server")
 ROUTES = [*auth.routes, *profile.routes, *avatar.routes, *vip.routes, *social.routes, *service.routes,
-          *metrics.routes]
+          *metrics.routes, *payments.routes]
 metrics.name_routes(ROUTES)
 MAX_UPLOAD_BODY = 8 * 1024 * 1024
 GC_YOUNG_THRESHOLD = 20_000
@@ -49,7 +51,7 @@ def log_request(handler: web.RequestHandler) -> None:
 
 
 def make_app(settings: Settings, *, redis: Redis, sms: SmsSender, in_flight: InFlight | None = None,
-             storage: Storage | None = None) -> web.Application:
+             storage: Storage | None = None, payment_channels: PaymentChannels | None = None) -> web.Application:
     """The application; its local caches stay off until ``start_local_caches`` (they need a running loop)."""
     media = avatar.media_routes(settings)   # local storage: Tornado serves the files when run without nginx
     metrics.name_routes([(pattern, handler) for pattern, handler, _ in media])
@@ -58,6 +60,7 @@ def make_app(settings: Settings, *, redis: Redis, sms: SmsSender, in_flight: InF
         compress_response=False, api_routes=ROUTES, swiper_settings=settings, redis=redis, sms=sms, in_flight=in_flight or InFlight(),
         storage=storage or build_storage(settings),
         rate_fallback=ratelimit.LocalWindows(), local_caches=LocalCaches(ttl=settings.local_cache_ttl),
+        payment_channels=payment_channels if payment_channels is not None else build_channels(settings),
     )
 
 
@@ -95,8 +98,9 @@ async def serve(settings: Settings, port: int) -> None:
     redis = build_redis(settings)
     sms = build_sms_sender(settings)
     storage = build_storage(settings)
+    channels = build_channels(settings)
     in_flight = InFlight()
-    app = make_app(settings, redis=redis, sms=sms, in_flight=in_flight, storage=storage)
+    app = make_app(settings, redis=redis, sms=sms, in_flight=in_flight, storage=storage, payment_channels=channels)
     server = HTTPServer(app, max_body_size=MAX_UPLOAD_BODY, idle_connection_timeout=75)
     sockets = bind_sockets(port, settings.host, reuse_port=True)
     server.add_sockets(sockets)
@@ -104,7 +108,7 @@ async def serve(settings: Settings, port: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    periodic = start_periodic_jobs(settings, redis)
+    periodic = start_periodic_jobs(settings, redis, channels)
     local_caches = start_local_caches(app)
     settle_memory()
     log.info("listening on %s:%d (env=%s, sms=%s)", settings.host, port, settings.env, settings.sms_backend)
@@ -114,6 +118,7 @@ async def serve(settings: Settings, port: int) -> None:
     await local_caches.stop()
     await sms.aclose()
     await storage.aclose()
+    await channels.aclose()
     await redis.aclose()
     if db.is_connected:
         await db.aio_close()
@@ -129,7 +134,8 @@ def settle_memory() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
 
 
-def start_periodic_jobs(settings: Settings, redis: Redis) -> PeriodicCallback:
+def start_periodic_jobs(settings: Settings, redis: Redis, channels: PaymentChannels | None = None
+                        ) -> PeriodicCallback:
     """Every process ticks; ``jobs.run_exclusively`` lets exactly one of them run each period's job."""
     async def tick() -> None:
         try:
@@ -137,6 +143,13 @@ def start_periodic_jobs(settings: Settings, redis: Redis) -> PeriodicCallback:
                                        job=lambda: jobs.expire_memberships(redis=redis))
         except Exception:
             log.exception("periodic job failed (it runs again next period)")
+        if channels is not None and channels.names():
+            try:
+                await jobs.run_exclusively(redis=redis, name="reconcile_orders", period=settings.job_period,
+                                           job=lambda: reconcile_orders(redis=redis, settings=settings,
+                                                                        channels=channels))
+            except Exception:
+                log.exception("order reconciliation failed (it runs again next period)")
 
     callback = PeriodicCallback(tick, settings.job_period * 1000, jitter=0.1)
     callback.start()
