@@ -43,6 +43,9 @@ class AlipayChannel:
         self.gateway = settings.alipay_gateway
         self._http = ProviderHttp(self.gateway, settings.payment_timeout)
 
+    async def aclose(self) -> None:
+        self._http.close()
+
     @staticmethod
     def _timestamp() -> str:
         return dt.datetime.now(ALIPAY_TZ).strftime("%Y-%m-%d %H:%M:%S")

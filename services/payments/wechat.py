@@ -50,6 +50,9 @@ class WechatChannel:
         self.platform_serial, self._platform_key = _platform_key(settings)
         self._http = ProviderHttp(self.gateway, settings.payment_timeout)
 
+    async def aclose(self) -> None:
+        self._http.close()
+
     async def start(self, order: VipOrder, subject: str) -> dict[str, str]:
         """Prepay (``/v3/pay/transactions/app``), then the APP pay fields, signed with our merchant key."""
         body = {"appid": self.app_id, "mchid": self.mch_id, "description": subject,
