@@ -121,10 +121,11 @@ class AlipayStub:
         return trade
 
     # -- notifications --------------------------------------------------------------------------------------
-    def notification(self, out_trade_no: str, *, trade_status: str = "TRADE_SUCCESS",
+    def notification(self, trade_of: str, *, trade_status: str = "TRADE_SUCCESS",
                      sign_with: rsa.RSAPrivateKey | None = None, **fields: str) -> dict[str, str]:
         """A notification for a trade, signed (by Alipay's key unless ``sign_with``) after ``fields`` apply."""
-        trade = self.trades[out_trade_no]
+        trade = self.trades[trade_of]
+        out_trade_no = trade_of
         now = dt.datetime.now(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
         params = {"notify_time": now, "notify_type": "trade_status_sync", "notify_id": secrets.token_hex(16),
                   "app_id": self.app_id, "charset": "utf-8", "version": "1.0", "sign_type": "RSA2",
