@@ -18,14 +18,14 @@ from pydantic import ConfigDict, Field, StringConstraints
 
 from handlers.base import BaseHandler
 from handlers.contract import Limit, Payload, QueryModel, RequestModel, operation
-from handlers.shapes import Items, Membership, Page
+from handlers.shapes import Error, Items, Membership, Page
 from services import ratelimit
 from services.errors import AppError, MethodNotAllowedError, NotificationRejectedError
 from services.payments import PaymentChannels, orders, plans
 from services.payments.apply import apply_event
 
 log = logging.getLogger("swiper.payments.notify")
-ORDER_NO = "[0-9a-f]{32}"
+ORDER_NO = "[0-9A-Za-z]{1,32}"
 PlanId = Annotated[str, StringConstraints(min_length=1, max_length=32)]
 
 
@@ -174,7 +174,8 @@ class WechatFailure(Payload):
 
 
 AlipayAnswer = Literal["success", "failure"]
-PROVIDER_ERRORS = (405, 413, 429, 503)
+PROVIDER_ERRORS = (413, 429, 503)
+ENVELOPE_405 = {405: ("application/json", Error)}
 
 
 class NotifyHandler(PaymentsHandler):
@@ -209,12 +210,13 @@ class NotifyHandler(PaymentsHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         error = self._app_error(exc, status_code)
+        if isinstance(error, MethodNotAllowedError):  # never a provider's call: the API's own envelope
+            super().write_error(status_code, **kwargs)
+            return
         self.clear()
         self.set_header("X-Request-ID", self.request_id)
         for name, value in {**self._rate_headers, **error.headers}.items():
             self.set_header(name, value)
-        if isinstance(error, MethodNotAllowedError):
-            self.set_header("Allow", ", ".join(self.implemented_methods()))
         if self.in_flight.draining or self._close_after_answer:
             self.set_header("Connection", "close")
         status = self.rejection_status(error)
@@ -229,7 +231,7 @@ class AlipayNotifyHandler(NotifyHandler):
     @operation("receiveAlipayNotification", tag="payments", summary="Alipay's payment notification",
                content="custom", form=AlipayNotification, form_media="application/x-www-form-urlencoded",
                replies={200: ("text/plain", AlipayAnswer), 400: ("text/plain", Literal["failure"]),
-                        **{status: ("text/plain", Literal["failure"]) for status in PROVIDER_ERRORS}})
+                        **{status: ("text/plain", Literal["failure"]) for status in PROVIDER_ERRORS}, **ENVELOPE_405})
     async def post(self) -> None:
         """``success`` once the payment is applied (now or before); ``failure`` (200) when it does not verify."""
         await self.receive()
@@ -257,7 +259,7 @@ class WechatNotifyHandler(NotifyHandler):
                content="custom", body=None, form=WechatNotification, form_media="application/json",
                headers=WechatSignatureHeaders,
                replies={204: (None, None), 400: ("application/json", WechatFailure),
-                        **{status: ("application/json", WechatFailure) for status in PROVIDER_ERRORS}})
+                        **{status: ("application/json", WechatFailure) for status in PROVIDER_ERRORS}, **ENVELOPE_405})
     async def post(self) -> None:
         """204 once the payment is applied (now or before); 400 in WeChat's format when it does not verify."""
         await self.receive()

@@ -213,8 +213,9 @@ async def test_a_process_without_the_channel_refuses_notifications(client):
     assert resp.status == 400 and resp.json["code"] == "FAIL"
 
 
-async def test_wrong_methods_answer_in_the_providers_format(pay_app):
-    resp = await pay_app.client.get("/api/v1/payments/alipay/notify")
-    assert (resp.status, resp.body, resp.headers["Allow"]) == (405, b"failure", "POST")
-    resp = await pay_app.client.get("/api/v1/payments/wechat/notify")
-    assert resp.status == 405 and resp.json["code"] == "FAIL"
+async def test_errors_answer_in_the_providers_format(pay_app):
+    big = b"sign=x&sign_type=RSA2&" + b"x" * (pay_app.settings.max_json_body + 1)
+    resp = await pay_app.client.request("POST", "/api/v1/payments/alipay/notify", body=big)
+    assert (resp.status, resp.body) == (413, b"failure")
+    resp = await pay_app.client.request("POST", "/api/v1/payments/wechat/notify", body=big)
+    assert resp.status == 413 and resp.json["code"] == "FAIL"
