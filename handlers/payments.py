@@ -174,6 +174,7 @@ class WechatFailure(Payload):
 
 
 AlipayAnswer = Literal["success", "failure"]
+ALIPAY_REQUIRED = {name for name, info in AlipayNotification.model_fields.items() if info.is_required()}
 PROVIDER_ERRORS = (413, 429, 503)
 ENVELOPE_405 = {405: ("application/json", Error)}
 
@@ -240,11 +241,11 @@ class AlipayNotifyHandler(NotifyHandler):
 
     def rejection_status(self, error: AppError) -> int:
         if isinstance(error, NotificationRejectedError):
-            try:  # a body that is no notification at all is 400; one that does not check out, 200 failure
-                form = parse_qs(self.body.decode("utf-8"))
+            try:  # a body without the declared fields is no notification at all: 400; one that does not check out, 200
+                form = parse_qs(self.body.decode("utf-8"), keep_blank_values=True)
             except (UnicodeDecodeError, ValueError):
                 return 400
-            return 200 if "sign" in form and "sign_type" in form else 400
+            return 200 if ALIPAY_REQUIRED <= set(form) else 400
         return error.status
 
     def write_rejection(self, status: int, error: AppError) -> None:

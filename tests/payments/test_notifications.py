@@ -206,7 +206,8 @@ async def test_a_refund_seen_before_its_payment_grants_nothing(pay_app, wechat_s
 
 
 async def test_a_process_without_the_channel_refuses_notifications(client):
-    resp = await client.request("POST", "/api/v1/payments/alipay/notify", body=b"sign=x&sign_type=RSA2",
+    form = b"notify_id=1&app_id=2&out_trade_no=3&trade_status=TRADE_SUCCESS&total_amount=1.00&sign_type=RSA2&sign=x"
+    resp = await client.request("POST", "/api/v1/payments/alipay/notify", body=form,
                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert (resp.status, resp.body) == (200, b"failure")
     resp = await client.request("POST", "/api/v1/payments/wechat/notify", body=b"{}")
