@@ -25,20 +25,23 @@ from tornado.iostream import IOStream
 from tornado.netutil import bind_sockets
 
 from conf import Settings, load_settings_or_exit
-from handlers import auth, avatar, chat, metrics, profile, service, social, vip
+from handlers import auth, avatar, chat, metrics, payments, profile, service, social, vip
 from handlers.base import InFlight, NotFoundHandler, access_log
+from handlers.openapi import build_spec
 from models import db, init_db
 from services import jobs, keys, loop_watch, ratelimit, tokens
 from services.chat.events import EventPublisher
 from services.chat.sockets import SocketHub
 from services.local_cache import LocalCaches
+from services.payments import PaymentChannels, build_channels
+from services.payments.reconcile import reconcile_orders
 from services.redis_client import build_redis
 from services.sms import SmsSender, build_sms_sender
 from services.storage import Storage, build_storage
 
 log = logging.getLogger("swiper.server")
 ROUTES = [*auth.routes, *profile.routes, *avatar.routes, *vip.routes, *social.routes, *chat.routes,
-          *service.routes, *metrics.routes]
+          *payments.routes, *service.routes, *metrics.routes]
 metrics.name_routes(ROUTES)
 MAX_UPLOAD_BODY = 8 * 1024 * 1024
 GC_YOUNG_THRESHOLD = 20_000
@@ -51,11 +54,12 @@ def log_request(handler: web.RequestHandler) -> None:
 
 
 def make_app(settings: Settings, *, redis: Redis, sms: SmsSender, in_flight: InFlight | None = None,
-             storage: Storage | None = None) -> web.Application:
+             storage: Storage | None = None, payment_channels: PaymentChannels | None = None) -> web.Application:
     """The application; its subscriptions (local caches, the event hub) start with ``start_listeners``."""
     media = avatar.media_routes(settings)   # local storage: Tornado serves the files when run without nginx
     metrics.name_routes([(pattern, handler) for pattern, handler, _ in media])
     events = EventPublisher(redis)
+    build_spec(ROUTES)  # ~100 ms of CPU for pydantic's schemas: at start-up, not in the first request's loop step
     return web.Application(
         [*ROUTES, *media], default_handler_class=NotFoundHandler, log_function=log_request,
         compress_response=False, api_routes=ROUTES, swiper_settings=settings, redis=redis, sms=sms,
@@ -64,6 +68,7 @@ def make_app(settings: Settings, *, redis: Redis, sms: SmsSender, in_flight: InF
         events=events, hub=SocketHub(redis=redis, publisher=events),
         websocket_ping_interval=settings.ws_ping_interval, websocket_ping_timeout=settings.ws_ping_interval,
         websocket_max_message_size=chat.MAX_CLIENT_FRAME,
+        payment_channels=payment_channels if payment_channels is not None else build_channels(settings),
     )
 
 
@@ -106,8 +111,9 @@ async def serve(settings: Settings, port: int) -> None:
     redis = build_redis(settings)
     sms = build_sms_sender(settings)
     storage = build_storage(settings)
+    channels = build_channels(settings)
     in_flight = InFlight()
-    app = make_app(settings, redis=redis, sms=sms, in_flight=in_flight, storage=storage)
+    app = make_app(settings, redis=redis, sms=sms, in_flight=in_flight, storage=storage, payment_channels=channels)
     server = HTTPServer(app, max_body_size=MAX_UPLOAD_BODY, idle_connection_timeout=75)
     sockets = bind_sockets(port, settings.host, reuse_port=True)
     server.add_sockets(sockets)
@@ -115,7 +121,7 @@ async def serve(settings: Settings, port: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    periodic = start_periodic_jobs(settings, redis)
+    periodic = start_periodic_jobs(settings, redis, channels)
     local_caches, hub = start_listeners(app)
     settle_memory()
     log.info("listening on %s:%d (env=%s, sms=%s)", settings.host, port, settings.env, settings.sms_backend)
@@ -126,6 +132,7 @@ async def serve(settings: Settings, port: int) -> None:
     await local_caches.stop()
     await sms.aclose()
     await storage.aclose()
+    await channels.aclose()
     await redis.aclose()
     if db.is_connected:
         await db.aio_close()
@@ -141,12 +148,15 @@ def settle_memory() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
 
 
-def start_periodic_jobs(settings: Settings, redis: Redis) -> PeriodicCallback:
+def start_periodic_jobs(settings: Settings, redis: Redis, channels: PaymentChannels | None = None
+                        ) -> PeriodicCallback:
     """Every process ticks; ``jobs.run_exclusively`` lets exactly one of them run each period's job."""
     periodic = {
         "expire_memberships": lambda: jobs.expire_memberships(redis=redis),
         "forget_expired_revocations": tokens.forget_expired_revocations,
     }
+    if channels is not None and channels.names():
+        periodic["reconcile_orders"] = lambda: reconcile_orders(redis=redis, settings=settings, channels=channels)
 
     async def tick() -> None:
         for name, job in periodic.items():

@@ -78,6 +78,32 @@ MediaUrl = Annotated[str, _matching(r"(https?://[A-Za-z0-9.-]+(:\d{1,5})?)?(/[A-
                                     "a path like /media or an http(s) URL with a path"),
                      AfterValidator(lambda raw: raw.rstrip("/"))]
 TimeZone = Annotated[str, AfterValidator(_timezone)]
+PAYMENT_CHANNELS = ("alipay", "wechat")
+
+
+def _channels(raw: str) -> str:
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    unknown = [name for name in names if name not in PAYMENT_CHANNELS]
+    if unknown:
+        raise ValueError(f"unknown channel {unknown[0]!r}; expected a comma-separated subset of alipay,wechat")
+    return ",".join(dict.fromkeys(names))
+
+
+def _gateway(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an https:// URL")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ValueError("http:// only for a loopback address; use https://")
+    return raw.rstrip("/") if parts.path in ("", "/") else raw
+
+
+def _is_loopback(host: str) -> bool:
+    return host == "localhost" or host == "::1" or re.fullmatch(r"127\.\d+\.\d+\.\d+", host) is not None
+
+
+PaymentChannels = Annotated[str, AfterValidator(_channels)]
+Gateway = Annotated[str, AfterValidator(_gateway)]
 
 
 class Settings(BaseSettings):
@@ -135,12 +161,32 @@ class Settings(BaseSettings):
     rate_limit_user: PositiveInt = 120
     rate_limit_vip: PositiveInt = 300
     rate_limit_verify: PositiveInt = 10
+    rate_limit_notify: PositiveInt = 1000  # payment notifications per window per client IP
     timezone: TimeZone = "Asia/Shanghai"
     daily_like_limit: PositiveInt = 100
     rewind_window: PositiveInt = 300
 
     message_rate_limit: PositiveInt = 30  # chat messages per minute per user (on whatever rate_limit_enabled says)
     ws_ping_interval: PositiveFloat = 25.0  # seconds between pings of each WebSocket (below nginx's read timeout)
+    payment_channels: PaymentChannels = ""  # empty: purchases off (plans are still listed)
+    order_ttl: PositiveInt = 1800
+    order_query_after: PositiveInt = 300
+    payment_timeout: PositiveFloat = 5.0  # seconds for one call to Alipay or WeChat Pay
+    alipay_app_id: str = ""
+    alipay_seller_id: str = ""
+    alipay_private_key_file: str = ""  # ours (the app private key), PEM
+    alipay_public_key_file: str = ""  # Alipay's public key, PEM
+    alipay_gateway: Gateway = "https://openapi.alipay.com/gateway.do"
+    alipay_notify_url: str = ""
+    wechat_app_id: str = ""
+    wechat_mch_id: str = ""
+    wechat_private_key_file: str = ""  # ours (the merchant API certificate's key), PEM
+    wechat_cert_serial: str = ""
+    wechat_apiv3_key: str = ""
+    wechat_platform_public_key_file: str = ""
+    wechat_platform_public_key_id: str = ""
+    wechat_gateway: Gateway = "https://api.mch.weixin.qq.com"
+    wechat_notify_url: str = ""
 
     max_json_body: PositiveInt = 64 * 1024
     profile_cache_ttl: PositiveInt = 3600
@@ -157,6 +203,10 @@ class Settings(BaseSettings):
     @property
     def is_prod(self) -> bool:
         return self.env == "prod"
+
+    @property
+    def enabled_channels(self) -> tuple[str, ...]:
+        return tuple(name for name in self.payment_channels.split(",") if name)
 
     def replace(self, **changes: Any) -> "Settings":
         """A copy with some values changed, validated like the original (tests use it)."""
@@ -238,8 +288,39 @@ def _check_consistency(s: Settings) -> None:
     if s.storage_backend == "qiniu" and not (s.qiniu_access_key and s.qiniu_secret_key and s.qiniu_bucket
                                              and s.qiniu_domain):
         raise SettingsError("SWIPER_STORAGE_BACKEND: qiniu needs SWIPER_QINIU_ACCESS_KEY, _SECRET_KEY, _BUCKET, _DOMAIN")
+    _check_payment_channels(s)
     if s.is_prod:
         if s.jwt_secret == DEFAULT_JWT_SECRET:
             raise SettingsError("SWIPER_JWT_SECRET: the default secret is refused when SWIPER_ENV=prod")
         if s.sms_backend == "console":
             raise SettingsError("SWIPER_SMS_BACKEND: the console backend is refused when SWIPER_ENV=prod")
+
+
+_CHANNEL_NEEDS = {
+    "alipay": ("alipay_app_id", "alipay_seller_id", "alipay_private_key_file", "alipay_public_key_file",
+               "alipay_notify_url"),
+    "wechat": ("wechat_app_id", "wechat_mch_id", "wechat_private_key_file", "wechat_cert_serial",
+               "wechat_apiv3_key", "wechat_platform_public_key_file", "wechat_notify_url"),
+}
+
+
+def _check_payment_channels(s: Settings) -> None:
+    """An enabled channel needs its ids, keys and notify URL; key files must exist (in prod and elsewhere, since
+    a half-configured channel would take money it cannot confirm)."""
+    for channel in s.enabled_channels:
+        for name in _CHANNEL_NEEDS[channel]:
+            value = getattr(s, name)
+            variable = ENV_PREFIX + name.upper()
+            if not value:
+                raise SettingsError(f"{variable}: the {channel} channel (SWIPER_PAYMENT_CHANNELS) needs it")
+            if name.endswith("_file") and not os.path.isfile(value):
+                raise SettingsError(f"{variable}={value!r}: no such file")
+            if name.endswith("_notify_url") and not re.fullmatch(r"https?://[^\s/]+/\S*", value):
+                raise SettingsError(f"{variable}={value!r}: expected the public https:// URL of the notify endpoint")
+        if channel == "wechat" and len(s.wechat_apiv3_key.encode()) != 32:
+            raise SettingsError("SWIPER_WECHAT_APIV3_KEY: must be exactly 32 bytes")
+    if s.is_prod:
+        for channel in s.enabled_channels:
+            url = getattr(s, f"{channel}_notify_url")
+            if not url.startswith("https://"):
+                raise SettingsError(f"SWIPER_{channel.upper()}_NOTIFY_URL: must be https:// when SWIPER_ENV=prod")

@@ -148,7 +148,7 @@ class EventsHandler(BaseHandler, websocket.WebSocketHandler):
 
     @operation("openEventSocket", tag="chat", summary="The event socket (WebSocket upgrade; frames in API.md "
                "'Events')", query=EventsQuery, content="custom", errors=(400,),
-               ok={"101": {"description": "Switching Protocols: one JSON event per frame"}})
+               replies={101: (None, None)})
     async def get(self, query: EventsQuery) -> None:  # type: ignore[override]
         """Upgrade, then replay what came after ``after`` and go live."""
         if self.request.headers.get("Upgrade", "").lower() != "websocket":

@@ -162,11 +162,15 @@ class Operation:
     body: type[RequestModel] | None = None
     query: type[QueryModel] | None = None
     form: type[BaseModel] | None = None  # a multipart/form-data body the handler reads itself (uploads)
+    form_media: str = "multipart/form-data"  # or application/x-www-form-urlencoded (Alipay's notifications)
+    headers: type[BaseModel] | None = None  # request headers the operation reads (by alias), as parameters
+    # content="custom": every status it answers and how, in the provider's format: status -> (media type or
+    # None for no body, a model or type for its schema)
+    replies: dict[int, tuple[str | None, Any]] = field(default_factory=dict)
     errors: tuple[int, ...] = ()    # statuses besides the ones every operation of its kind has
     auth: bool | None = None        # None: the handler class's auth_required
     content: Literal["envelope", "bare", "text", "custom"] = "envelope"
     dependencies: bool = True       # needs MySQL or Redis: a 503 is documented
-    ok: dict[str, Any] | None = None  # content="custom": the success responses, by status, as OpenAPI objects
     links: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {"operationId", "parameters"...}
     extra: dict[str, Any] = field(default_factory=dict)  # merged into the operation (e.g. a multipart body)
 

@@ -100,6 +100,8 @@ def build_document(routes: Sequence[tuple]) -> dict[str, Any]:
         for model in (spec.body, spec.form):  # query models become parameters, not components
             if model is not None:
                 models.append((model, "validation"))
+        models += [(schema, "serialization") for _media, schema in spec.replies.values()
+                   if isinstance(schema, type) and issubclass(schema, BaseModel)]
     refs, definitions = models_json_schema(list(dict.fromkeys(models)), ref_template=REF)
     paths: dict[str, dict[str, Any]] = {}
     for path, method, handler, spec, groups in operations:
@@ -113,7 +115,8 @@ def build_document(routes: Sequence[tuple]) -> dict[str, Any]:
         statuses |= {429} if rate_limited and spec.dependencies else set()
         statuses |= {503} if spec.dependencies else set()
         if spec.content == "custom":
-            responses: dict[str, Any] = dict(spec.ok or {})
+            responses: dict[str, Any] = {str(status): _custom_reply(status, media, schema, refs)
+                                         for status, (media, schema) in sorted(spec.replies.items())}
         else:
             if spec.content == "text":
                 ok: dict[str, Any] = {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}
@@ -125,12 +128,18 @@ def build_document(routes: Sequence[tuple]) -> dict[str, Any]:
             if spec.links:
                 ok["links"] = spec.links
             responses = {"200": ok}
-        for status in sorted(statuses):
-            responses[str(status)] = {"description": ERROR_DESCRIPTIONS[status],
-                                      "content": {"application/json": {"schema": refs[(Error, "serialization")]}}}
+        for status in sorted(statuses):  # the envelope's errors, where a custom operation declares no other form
+            responses.setdefault(str(status), {"description": ERROR_DESCRIPTIONS[status], "content": {
+                "application/json": {"schema": refs[(Error, "serialization")]}}})
+        responses = dict(sorted(responses.items()))
         item: dict[str, Any] = {"operationId": spec.id, "tags": [spec.tag], "summary": spec.summary,
                                 "responses": responses, "security": [{"bearer": []}] if auth else []}
         parameters = [_path_parameter(name, regex) for name, regex in groups]
+        if spec.headers is not None:
+            header_schema = spec.headers.model_json_schema(ref_template=REF)
+            required = set(header_schema.get("required", ()))
+            parameters += [{"name": name, "in": "header", "required": name in required, "schema": schema}
+                           for name, schema in header_schema["properties"].items()]
         if spec.query is not None:
             query_schema = spec.query.model_json_schema(ref_template=REF)
             required = set(query_schema.get("required", ()))
@@ -142,7 +151,7 @@ def build_document(routes: Sequence[tuple]) -> dict[str, Any]:
             item["requestBody"] = {"required": True, "content": {"application/json": {
                 "schema": refs[(spec.body, "validation")]}}}
         if spec.form is not None:
-            item["requestBody"] = {"required": True, "content": {"multipart/form-data": {
+            item["requestBody"] = {"required": True, "content": {spec.form_media: {
                 "schema": refs[(spec.form, "validation")]}}}
         if spec.extra:
             item.update(spec.extra)
@@ -157,6 +166,13 @@ def build_document(routes: Sequence[tuple]) -> dict[str, Any]:
         "components": {"schemas": _tidy(definitions.get("$defs", {})),
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
     }
+
+
+def _custom_reply(status: int, media: str | None, schema: Any, refs: dict[Any, dict]) -> dict[str, Any]:
+    description = {101: "Switching Protocols"}.get(status, "OK") if status < 300 else ERROR_DESCRIPTIONS.get(status, "error")
+    if media is None:
+        return {"description": description}
+    return {"description": description, "content": {media: {"schema": _schema_of(schema, refs)}}}
 
 
 _rendered: dict[int, bytes] = {}

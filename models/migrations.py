@@ -10,6 +10,7 @@ import logging
 from decimal import Decimal
 
 from models.db import db
+from models.payments import VipPlan
 from models.vip import Permission, VipLevel, VipPermission
 
 log = logging.getLogger("swiper.migrate")
@@ -129,6 +130,44 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             KEY `session_revocation_expiry` (`expires_at`)
         ) {TABLE_OPTIONS}""",
     ]),
+    ("0007_payments", [
+        f"""CREATE TABLE IF NOT EXISTS `vip_plan` (
+            `id` VARCHAR(32) COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,
+            `level` SMALLINT NOT NULL,
+            `months` SMALLINT NOT NULL,
+            `price_fen` INT NOT NULL,
+            `active` BOOL NOT NULL DEFAULT 1,
+            CONSTRAINT `vip_plan_level` FOREIGN KEY (`level`) REFERENCES `vip_level` (`level`),
+            CONSTRAINT `vip_plan_sane` CHECK (`months` > 0 AND `price_fen` > 0)
+        ) {TABLE_OPTIONS}""",
+        f"""CREATE TABLE IF NOT EXISTS `vip_order` (
+            `id` BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+            `order_no` CHAR(32) COLLATE utf8mb4_bin NOT NULL,
+            `trade_no` VARCHAR(64) COLLATE utf8mb4_bin NULL,
+            `user_id` BIGINT NOT NULL,
+            `plan_id` VARCHAR(32) COLLATE utf8mb4_bin NOT NULL,
+            `level` SMALLINT NOT NULL,
+            `months` SMALLINT NOT NULL,
+            `amount_fen` INT NOT NULL,
+            `channel` VARCHAR(8) NOT NULL,
+            `status` VARCHAR(8) NOT NULL DEFAULT 'pending',
+            `created_at` DATETIME(6) NOT NULL,
+            `expires_at` DATETIME(6) NOT NULL,
+            `paid_at` DATETIME(6) NULL,
+            `closed_at` DATETIME(6) NULL,
+            `refunded_at` DATETIME(6) NULL,
+            `updated_at` DATETIME(6) NOT NULL,
+            `granted_level` SMALLINT NULL,
+            `granted_seconds` BIGINT NULL,
+            `notification` MEDIUMTEXT NULL,
+            `refund_notification` MEDIUMTEXT NULL,
+            UNIQUE KEY `vip_order_no` (`order_no`),
+            UNIQUE KEY `vip_order_trade_no` (`trade_no`),
+            KEY `vip_order_user_recent` (`user_id`, `id`),
+            KEY `vip_order_pending` (`status`, `created_at`),
+            CONSTRAINT `vip_order_status` CHECK (`status` IN ('pending', 'paid', 'closed', 'refunded'))
+        ) {TABLE_OPTIONS}""",
+    ]),
 ]
 
 # (level, name, price, permissions) as API.md's VIP table defines them.
@@ -138,6 +177,13 @@ VIP_LEVELS: list[tuple[int, str, Decimal, tuple[str, ...]]] = [
     (2, "黄金会员", Decimal("30.00"), ("superlike", "rewind", "unlimit_like", "liked_me")),
     (3, "钻石会员", Decimal("68.00"), ("vipflag", "superlike", "rewind", "anylocation", "unlimit_like",
                                       "liked_me")),
+]
+# (id, level, months, price in fen): every paid level for 1, 3 and 12 months; the 1-month price is the level's
+# monthly price above (upgrades convert days at the ratio of these), longer plans are cheaper per month.
+VIP_PLANS: list[tuple[str, int, int, int]] = [
+    ("silver-1m", 1, 1, 1200), ("silver-3m", 1, 3, 3000), ("silver-12m", 1, 12, 9800),
+    ("gold-1m", 2, 1, 3000), ("gold-3m", 2, 3, 7800), ("gold-12m", 2, 12, 25800),
+    ("diamond-1m", 3, 1, 6800), ("diamond-3m", 3, 3, 17800), ("diamond-12m", 3, 12, 58800),
 ]
 PERMISSIONS: dict[str, str] = {
     "vipflag": "VIP badge",
@@ -190,3 +236,9 @@ async def _upsert_vip_catalogue() -> None:
                     await VipPermission.select().where(VipPermission.level == level).aio_execute()}
             for permission_id in wanted - have:
                 await VipPermission.insert(level=level, permission=permission_id).aio_execute()
+        if "vip_plan" in await db.aio_get_tables():
+            for plan_id, level, months, price_fen in VIP_PLANS:
+                await (VipPlan.insert(id=plan_id, level=level, months=months, price_fen=price_fen, active=True)
+                       .on_conflict(update={VipPlan.level: level, VipPlan.months: months,
+                                            VipPlan.price_fen: price_fen, VipPlan.active: True}).aio_execute())
+            await VipPlan.update(active=False).where(VipPlan.id.not_in([p[0] for p in VIP_PLANS])).aio_execute()

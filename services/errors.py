@@ -55,6 +55,13 @@ class InvalidParamsError(AppError):
         return cls(f"Invalid fields: {names}.", data={"fields": fields})
 
 
+class NotificationRejectedError(InvalidParamsError):
+    """A payment notification that does not check out (signature, app, merchant, order, amount): nothing is
+    applied, and the notify endpoints answer it in the provider's own format (Alipay ``failure``, WeChat 400)."""
+
+    message = "The notification does not check out."
+
+
 class FileInvalidError(AppError):
     status, code, error = 400, 1003, "file_invalid"
     message = "The upload is missing, too large or not an image."

@@ -23,7 +23,9 @@ class StepTimer:
     """Wraps ``asyncio.Handle._run`` (the standard loop; uvloop has its own handles) and reports slow steps."""
 
     def __init__(self, *, cpu_threshold: float, wall_threshold: float,
-                 report: Callable[[str, float, float], None]) -> None:
+                 report: Callable[[str, float, float], None],
+                 describe: Callable[[events.Handle], str] | None = None) -> None:
+        self.describe = describe  # what a step was about, taken before it runs (its task may finish in it)
         self.cpu_threshold = cpu_threshold
         self.wall_threshold = wall_threshold
         self.report = report
@@ -41,12 +43,13 @@ class StepTimer:
         timer, original = self, self._original
 
         def timed_run(handle: events.Handle) -> None:
+            about = timer.describe(handle) if timer.describe is not None else ""
             started, wall_started, gc_before = time.thread_time(), time.monotonic(), timer._gc_cpu
             original(handle)
             cpu = time.thread_time() - started - (timer._gc_cpu - gc_before)
             wall = time.monotonic() - wall_started - (timer._gc_cpu - gc_before)
             if cpu > timer.cpu_threshold or wall > timer.wall_threshold:
-                timer.report(base_events._format_handle(handle), cpu, wall)
+                timer.report(base_events._format_handle(handle) + about, cpu, wall)
 
         events.Handle._run = timed_run  # type: ignore[method-assign]
         gc.callbacks.append(self._on_gc)

@@ -26,6 +26,7 @@ from services.chat.events import EventPublisher, frame, parse_id
 log = logging.getLogger("swiper.sockets")
 PENDING_LIMIT = 2000        # frames not yet flushed before a socket counts as fallen behind
 HELD_LIMIT = 5000           # live frames held while a replay runs
+REPLAY_BATCH = 50           # frames a replay writes per loop step
 FELL_BEHIND = 1013          # WebSocket close code "try again later": reconnect and resume with after
 PING_INTERVAL = 1.0         # seconds between pings of the subscription when nothing arrives
 
@@ -84,8 +85,10 @@ class Feed:
             replay = await self.publisher.replay(self.user_id, start)
             if replay.resync:
                 self._send_resync(replay.newest)
-            for event_id, event_json in replay.entries:
+            for index, (event_id, event_json) in enumerate(replay.entries, start=1):
                 self._send(event_id, event_json)
+                if index % REPLAY_BATCH == 0:
+                    await asyncio.sleep(0)  # a long replay must not hold the loop (live frames are held meanwhile)
         finally:
             held, self._held = self._held or [], None
         for event_id, event_json in held:

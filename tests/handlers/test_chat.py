@@ -147,20 +147,30 @@ async def test_unmatching_closes_the_conversation_for_both(client, make_person):
 
 
 async def test_unmatch_during_a_burst_stores_nothing_after_it_commits(client, make_person):
+    """Ten senders (both sides) send without pause; the unmatch comes after 20 messages. Every send after it is
+    refused, and what was stored before it goes with the conversation: nothing is left."""
     a, b = await matched(client, make_person)
-    unmatched_at: list[float] = []
+    delivered = 0
+    enough = asyncio.Event()
 
-    async def unmatch_midway():
-        await asyncio.sleep(0.05)
-        resp = await client.delete(f"/api/v1/matches/{b.id}", token=a.token)
-        assert resp.status == 200
-        unmatched_at.append(asyncio.get_running_loop().time())
+    async def keep_sending(sender, receiver) -> list[int]:
+        nonlocal delivered
+        statuses = []
+        while True:
+            status = (await send(client, sender, receiver)).status
+            statuses.append(status)
+            if status != 200:
+                return statuses
+            delivered += 1
+            if delivered >= 20:
+                enough.set()
 
-    burst = [send(client, a if n % 2 else b, b if n % 2 else a, f"n{n}") for n in range(120)]
-    answers, _ = await asyncio.gather(asyncio.gather(*burst), unmatch_midway())
-    statuses = [r.status for r in answers]
-    assert set(statuses) <= {200, 403} and 403 in statuses
-    assert await Message.select().where(Message.sender_id.in_([a.id, b.id])).aio_count() == 0  # none survives
+    workers = [asyncio.ensure_future(keep_sending(*((a, b) if n % 2 else (b, a)))) for n in range(10)]
+    await enough.wait()
+    assert (await client.delete(f"/api/v1/matches/{b.id}", token=a.token)).status == 200
+    for statuses in await asyncio.gather(*workers):
+        assert statuses[-1] == 403 and set(statuses[:-1]) <= {200}, statuses
+    assert await Message.select().where(Message.sender_id.in_([a.id, b.id])).aio_count() == 0
     assert_error(await send(client, a, b), 403, "not_matched")
 
 

@@ -91,7 +91,7 @@ async def test_openapi_documents_every_route_and_method(client):
     assert len(operation_ids) == len(set(operation_ids)), "operationIds must be unique"
     for path, ops in spec["paths"].items():
         for method, operation in ops.items():
-            assert {"200", "101"} & set(operation["responses"]) and operation["tags"], (path, method)
+            assert {"200", "204", "101"} & set(operation["responses"]) and operation["tags"], (path, method)
 
 
 async def test_no_traceback_on_unexpected_errors(client, user, monkeypatch):

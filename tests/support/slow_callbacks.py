@@ -1,10 +1,9 @@
-"""The suite runs with asyncio debug on; a loop step of the app's that burns over 50 ms of CPU fails the run.
+"""Every loop step of the suite is timed; a step of the app's that burns over 50 ms of CPU fails the run.
 
-asyncio's own slow-callback log measures wall time, which on a shared 2-core machine also counts the process
-being descheduled and the garbage collector (debug mode keeps tracebacks alive, so collections are large). What
-blocks the loop in this app is CPU work (SSL contexts, JSON of big lists, image decoding), so each step is also
-timed in thread CPU time minus GC time, and only that decides. Blocking I/O is kept out by design and by the
-pre-stop scan for blocking calls.
+Wall time on a shared 2-core machine also counts the process being descheduled, so each step is timed in thread
+CPU time minus GC time (``services.loop_watch``), and only that decides. asyncio's debug mode is off: it
+records a stack trace per future and handle, which multiplied a step's CPU several times. Blocking I/O is kept
+out by design and by the pre-stop scan for blocking calls.
 """
 from __future__ import annotations
 
@@ -19,6 +18,17 @@ _APP_MARKERS = re.compile(r"tornado/(web|http1connection|httpserver|iostream)\.p
 _TEST_MARKERS = re.compile(r"/tests/|_pytest|pytest_asyncio")
 
 
+def _request_of(handle: object) -> str:
+    """For a step of a Tornado handler's task, the request it was serving (so a report names the endpoint)."""
+    task = getattr(getattr(handle, "_callback", None), "__self__", None)
+    frame = getattr(getattr(task, "get_coro", lambda: None)(), "cr_frame", None)
+    handler = frame.f_locals.get("self") if frame is not None else None
+    request = getattr(handler, "request", None)
+    if request is None or not hasattr(request, "uri"):
+        return ""
+    return f" [{request.method} {request.uri[:120]}, body {getattr(handler, '_body_size', 0)} bytes]"
+
+
 class SuiteStepTimer:
     """The suite's watch (``services.loop_watch.StepTimer``, CPU time only: the suite's loop shares the machine
     with the processes it starts), sorting slow steps into the app's and the test code's own."""
@@ -26,10 +36,12 @@ class SuiteStepTimer:
     def __init__(self, threshold: float = SLOW_CALLBACK_SECONDS) -> None:
         self.app: list[str] = []
         self.other: list[str] = []
-        self._timer = StepTimer(cpu_threshold=threshold, wall_threshold=float("inf"), report=self._report)
+        self.current_test = ""  # set by conftest for every test, so a report says where it happened
+        self._timer = StepTimer(cpu_threshold=threshold, wall_threshold=float("inf"), report=self._report,
+                                describe=_request_of)
 
     def _report(self, owner: str, cpu: float, _wall: float) -> None:
-        entry = f"{owner} used {cpu * 1000:.0f} ms of CPU"
+        entry = f"{owner} used {cpu * 1000:.0f} ms of CPU (during {self.current_test or 'set-up'})"
         is_app = _APP_MARKERS.search(owner) and not _TEST_MARKERS.search(owner)
         (self.app if is_app else self.other).append(entry)
 
@@ -38,11 +50,6 @@ class SuiteStepTimer:
 
     def uninstall(self) -> None:
         self._timer.uninstall()
-
-
-def enable_debug(loop: asyncio.AbstractEventLoop) -> None:
-    loop.set_debug(True)
-    loop.slow_callback_duration = SLOW_CALLBACK_SECONDS
 
 
 # What server.py logs for a slow step (services.loop_watch), through server.configure_logging's format;
