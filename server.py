@@ -101,7 +101,12 @@ async def serve(settings: Settings, port: int) -> None:
     in_flight = InFlight()
     app = make_app(settings, redis=redis, sms=sms, in_flight=in_flight, storage=storage)
     server = HTTPServer(app, max_body_size=MAX_UPLOAD_BODY, idle_connection_timeout=75)
-    sockets = bind_sockets(port, settings.host, reuse_port=True)
+    # No SO_REUSEPORT: a restarted process binds only after the old one has exited (supervisor stops, then
+    # starts), so sharing the port is never needed, and with it a process would silently share its port with
+    # any other listener already there (a stale or frozen server.py): the kernel then spreads nginx's new
+    # connections over both, and those queued at a listener nobody accepts from wait for nginx's
+    # proxy_read_timeout. Without it, such a bind fails (EADDRINUSE) and restart.sh stops with a report.
+    sockets = bind_sockets(port, settings.host)
     server.add_sockets(sockets)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -8,6 +8,7 @@ The long runs (MySQL and Redis outages on private servers, more processes, longe
 from __future__ import annotations
 
 import asyncio
+import errno
 import filecmp
 import gzip
 import os
@@ -121,6 +122,21 @@ async def test_rolling_restart_under_load_loses_nothing(stack: Deployment, seede
     assert stored_writes(stack.settings["SWIPER_MYSQL_URL"], [s["id"] for s in seeded["swipers"]]) == answered
     print(f"rolling restart: {summary['requests']} requests in {seconds:.1f} s of restart, 0 failed, "
           f"{len(answered)} writes = rows")
+
+
+def test_a_process_port_cannot_be_shared(stack: Deployment) -> None:
+    """server.py binds without SO_REUSEPORT, so no other socket can join a process's port: with it, a stale or
+    frozen server.py (or anything else binding with SO_REUSEPORT) would share the port silently, and the kernel
+    would queue a share of nginx's new connections at a listener nobody answers."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        with pytest.raises(OSError) as refused:
+            sock.bind(("127.0.0.1", stack.port(1)))
+        assert refused.value.errno == errno.EADDRINUSE
+    finally:
+        sock.close()
 
 
 async def test_kill_9_is_restarted_and_gets_are_retried(stack: Deployment, seeded: dict) -> None:
