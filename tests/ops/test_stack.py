@@ -186,6 +186,31 @@ async def test_kill_9_is_restarted_and_gets_are_retried(stack: Deployment, seede
           f"{len(lost)} PATCHes in flight answered 503")
 
 
+async def test_a_process_that_answers_nothing_costs_a_503_within_the_drain_timeout(stack: Deployment) -> None:
+    """nginx waits for a process's answer at most SWIPER_DRAIN_TIMEOUT (proxy_read_timeout): a process that
+    neither answers nor closes (frozen with SIGSTOP here; in general a stuck loop, or a connection it neither
+    serves nor closes) turns a request into nginx's 503 in that time, not a 30 s hang."""
+    victim = stack.pid(2)
+    conns = [Connection("127.0.0.1", stack.http_port) for _ in range(8)]
+    os.kill(victim, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        answers = await asyncio.gather(*(asyncio.wait_for(c.send(Request("levels", "GET", "/api/v1/vip/levels")),
+                                                          CLIENT_TIMEOUT) for c in conns), return_exceptions=True)
+        took = time.monotonic() - started
+    finally:
+        os.kill(victim, signal.SIGCONT)
+        for c in conns:
+            c.close()
+    statuses = [a[0] if isinstance(a, tuple) else repr(a) for a in answers]
+    assert set(statuses) <= {200, 503} and 503 in statuses, statuses  # nginx sends about half to the frozen one
+    assert took < DRAIN_TIMEOUT + 1.5, (took, statuses)
+    deadline = time.monotonic() + 15
+    while stack.ready(2) != 200:
+        assert time.monotonic() < deadline, stack.supervisorctl("status")
+        await asyncio.sleep(0.2)
+
+
 async def test_a_failed_migration_leaves_the_running_version_serving(stack: Deployment,
                                                                      tmp_path: Path) -> None:
     source = tmp_path / "release"
