@@ -45,6 +45,9 @@ ROUTES = [*auth.routes, *profile.routes, *avatar.routes, *vip.routes, *social.ro
 metrics.name_routes(ROUTES)
 MAX_UPLOAD_BODY = 8 * 1024 * 1024
 GC_YOUNG_THRESHOLD = 20_000
+# Seconds a stopping process may take, after the drain, to close its clients (caches, SMS, storage, Redis,
+# MySQL); SWIPER_DRAIN_TIMEOUT + this must stay below supervisor.conf's stopwaitsecs (30).
+SHUTDOWN_TIMEOUT = 5.0
 
 
 def log_request(handler: web.RequestHandler) -> None:
@@ -115,7 +118,12 @@ async def serve(settings: Settings, port: int) -> None:
     in_flight = InFlight()
     app = make_app(settings, redis=redis, sms=sms, in_flight=in_flight, storage=storage, payment_channels=channels)
     server = HTTPServer(app, max_body_size=MAX_UPLOAD_BODY, idle_connection_timeout=75)
-    sockets = bind_sockets(port, settings.host, reuse_port=True)
+    # No SO_REUSEPORT: a restarted process binds only after the old one has exited (supervisor stops, then
+    # starts), so sharing the port is never needed, and with it a process would silently share its port with
+    # any other listener already there (a stale or frozen server.py): the kernel then spreads nginx's new
+    # connections over both, and those queued at a listener nobody accepts from wait for nginx's
+    # proxy_read_timeout. Without it, such a bind fails (EADDRINUSE) and restart.sh stops with a report.
+    sockets = bind_sockets(port, settings.host)
     server.add_sockets(sockets)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -128,14 +136,21 @@ async def serve(settings: Settings, port: int) -> None:
     await stopping.wait()
     periodic.stop()
     await drain(server, in_flight, settings.drain_timeout, sockets, hub=hub)
-    await hub.stop()
-    await local_caches.stop()
-    await sms.aclose()
-    await storage.aclose()
-    await channels.aclose()
-    await redis.aclose()
-    if db.is_connected:
-        await db.aio_close()
+    try:
+        # Bounded, so the process exits well within supervisor's stopwaitsecs: closing the MySQL pool waits for
+        # every connection a request still holds (a handler whose HTTP connection the drain deadline closed).
+        async with asyncio.timeout(SHUTDOWN_TIMEOUT):
+            await hub.stop()
+            await local_caches.stop()
+            await sms.aclose()
+            await storage.aclose()
+            await channels.aclose()
+            await redis.aclose()
+            if db.is_connected:
+                await db.aio_close()
+    except TimeoutError:
+        log.warning("shutdown: clients not closed within %.0f s (a request still holds one); exiting anyway",
+                    SHUTDOWN_TIMEOUT)
     log.info("stopped")
 
 
@@ -183,38 +198,52 @@ async def drain(server: HTTPServer, in_flight: InFlight, timeout: float,
       ``keepalive_timeout`` (3 s in nginx.conf, well below the drain timeout);
     - a connection the kernel had already accepted into the listening socket's queue, reset when the listening
       socket closed ("Connection reset by peer"): so what is queued is accepted and served before it closes.
+    One that completes on another core between the last ``accept`` and the ``close`` is still reset (nginx then
+    passes a GET on; a POST/PATCH it had sent gets a 502): the kernel answers it, it never hangs.
     Event sockets (which HTTPServer does not close) are closed first with 1012, "service restart": their clients
     reconnect through nginx to another process and resume with ``after``.
     """
+    started = time.monotonic()
+    deadline = started + timeout
     in_flight.draining = True
-    for sock in sockets:
-        _accept_queued(server, sock)
-    server.stop()  # synchronously after the last accept: nothing can queue in between
-    deadline = time.monotonic() + timeout
+    connections = getattr(server, "_connections", ())  # HTTPServer's open connections; it has no public count
+    queued = sum(_accept_queued(server, sock) for sock in sockets)
+    server.stop()  # right after the last accept, so the window for a connection to be reset is microseconds
+    log.info("draining: listener closed, %d connections open (%d taken from the accept queue), "
+             "%d requests in flight", len(connections), queued, in_flight.count)
     if hub is not None and hub.close_all(1012, "service restart"):
         while hub.sockets and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-    connections = getattr(server, "_connections", ())  # HTTPServer's open connections; it has no public count
     while (in_flight.count > 0 or connections) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    if in_flight.count:
-        log.warning("drain timeout: %d requests still in flight", in_flight.count)
-    elif connections:
-        log.info("drain timeout: closing %d idle keep-alive connections", len(connections))
-    await server.close_all_connections()
+    if connections:
+        # The deadline closes every connection at once. Tornado's close_all_connections() closes them one at a
+        # time, each after its request loop has ended, and a loop waits for a handler still in prepare(): one
+        # request stuck on a slow dependency would keep every later connection open (and served) past it.
+        log.warning("drain timeout: closing %d connections, %d requests still in flight", len(connections),
+                    in_flight.count)
+        for conn in list(connections):
+            conn.stream.close()
+    log.info("drained in %.1f s", time.monotonic() - started)
 
 
-def _accept_queued(server: HTTPServer, sock: socket.socket) -> None:
-    """Hand every connection waiting in ``sock``'s accept queue to ``server``, as its own accept handler does."""
+def _accept_queued(server: HTTPServer, sock: socket.socket) -> int:
+    """Hand every connection waiting in ``sock``'s accept queue to ``server``, as its own accept handler does;
+    returns how many."""
+    accepted = 0
     while True:
         try:
             connection, address = sock.accept()
         except (BlockingIOError, InterruptedError):
-            return
+            return accepted
+        except ConnectionAbortedError:
+            continue  # that client gave up while queued; the ones behind it still wait (Tornado does the same)
         except OSError:
-            return
+            log.exception("drain: cannot accept the queued connections (they are reset when the listener closes)")
+            return accepted
         stream = IOStream(connection, max_buffer_size=server.max_buffer_size, read_chunk_size=server.read_chunk_size)
         server.handle_stream(stream, address)
+        accepted += 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -194,7 +194,7 @@ for variant in "feed:" "feed:exists_to_in=off" "feed_covering:" "feed_covering:e
 done
 
 # --- server ----------------------------------------------------------------------------------------------
-port_in_use "$PORT" && die "port $PORT is taken (server.py binds with SO_REUSEPORT and would share it)"
+port_in_use "$PORT" && die "port $PORT is taken"
 "$PY" server.py --port "$PORT" >"$WORK/app.out" 2>"$WORK/app.err" &
 APP_PID=$!
 BASE="http://127.0.0.1:$PORT"

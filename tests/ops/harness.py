@@ -9,10 +9,13 @@ scripts/deploy.sh into a scratch directory (which starts supervisord + nginx the
 supervisor.conf and nginx.conf, on free loopback ports), seeds users, then runs each scenario under a bounded
 load through nginx (an asyncio keep-alive client recording every request, no retries) and prints the figures
 as JSON and as Markdown. Scenarios:
-  restart       scripts/restart.sh under load: failed requests (want 0) and writes answered 2xx == rows in MySQL
-                (--repeat N runs it N times; --write-heavy makes 80% of the requests POSTs)
+  restart       scripts/restart.sh under load: failed requests (want 0: every request answered below 5xx within
+                the drain timeout) and writes answered 2xx == rows in MySQL (--repeat N runs it N times;
+                --write-heavy makes 80% of the requests POSTs; --workload profile is GET+PATCH /profile and
+                GET /vip/levels instead of the swipes mix)
   deploy        scripts/deploy.sh of this tree into the running target under load: the same checks
   kill          kill -9 of one process under load: failed requests by method, time until supervisor has it ready
+                (--repeat N kills it N times)
   mysql         MySQL stopped for --outage seconds: statuses, 503 latency, /healthz and /readyz, recovery time
   mysql-freeze  MySQL frozen (SIGSTOP: connections hang) for --outage/2 seconds: the same
   redis         Redis stopped for --outage seconds: the same
@@ -22,8 +25,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -38,21 +43,27 @@ sys.path.insert(0, str(ROOT))
 from tests.ops.deps import PrivateMariaDB, PrivateRedis  # noqa: E402
 from tests.ops.load import Record, dumps, percentile, run_load, summarize, timeline  # noqa: E402
 from tests.ops.stack import Deployment, http_status  # noqa: E402
-from tests.ops.workload import WRITE_HEAVY, Workload, answered_writes, seed, stored_writes  # noqa: E402
+from tests.ops.workload import (WRITE_HEAVY, ProfileWorkload, Workload, answered_writes, seed,  # noqa: E402
+                                stored_writes)
 
 SCENARIOS = ("restart", "deploy", "kill", "mysql", "mysql-freeze", "redis")
+DRAIN_TIMEOUT = 10.0  # the stack's SWIPER_DRAIN_TIMEOUT (the default): a restart must answer every request within it
 
 
 class Harness:
     def __init__(self, scratch: Path, *, procs: int, rate: float, connections: int,
-                 write_heavy: bool = False) -> None:
+                 write_heavy: bool = False, workload: str = "swipes", client_timeout: float = 60.0,
+                 settings: dict[str, str] | None = None) -> None:
         self.scratch = scratch
         self.write_heavy = write_heavy
+        self.workload_name = workload
+        self.client_timeout = client_timeout
+        self.extra_settings = settings or {}
         self.procs, self.rate, self.connections = procs, rate, connections
         self.mysql = PrivateMariaDB(scratch / "mysql")
         self.redis = PrivateRedis(scratch / "redis")
         self.dep: Deployment | None = None
-        self.workload: Workload | None = None
+        self.workload: Workload | ProfileWorkload | None = None
         self.swiper_ids: list[int] = []
 
     async def setup(self) -> None:
@@ -63,13 +74,19 @@ class Harness:
             "SWIPER_ENV": "dev", "SWIPER_MYSQL_URL": self.mysql.url, "SWIPER_REDIS_URL": self.redis.url,
             "SWIPER_REDIS_PREFIX": "swiper_ops:", "SWIPER_RATE_LIMIT_ENABLED": "false",
             "SWIPER_JWT_SECRET": "ops-harness-secret-" + "x" * 32,
+            "SWIPER_ACCESS_TOKEN_TTL": "86400",  # long --repeat runs outlive the default 15 minutes
+            **self.extra_settings,
         }, procs=self.procs)
         self.dep.prepare()
         out = self.dep.deploy()
         if out.returncode != 0:
             raise RuntimeError(f"first deploy failed:\n{out.stdout}\n{out.stderr}")
-        seeded = seed(self.dep.env_file, swipers=40, targets=2500 if self.write_heavy else 300)
-        self.workload = Workload(seeded, mix=WRITE_HEAVY if self.write_heavy else None)
+        targets = 20 if self.workload_name == "profile" else 2500 if self.write_heavy else 300
+        seeded = seed(self.dep.env_file, swipers=40, targets=targets)
+        if self.workload_name == "profile":
+            self.workload = ProfileWorkload(seeded)
+        else:
+            self.workload = Workload(seeded, mix=WRITE_HEAVY if self.write_heavy else None)
         self.swiper_ids = [s["id"] for s in seeded["swipers"]]
         log(f"setup: private MariaDB :{self.mysql.port}, Redis :{self.redis.port}, {self.procs} processes on "
             f":{self.dep.port(1)}..{self.dep.port(self.procs)}, nginx :{self.dep.http_port}, "
@@ -88,7 +105,7 @@ class Harness:
         stop = asyncio.Event()
         load = asyncio.create_task(run_load("127.0.0.1", self.dep.http_port, self.workload.next_request,
                                             duration=max_duration, connections=self.connections, rate=self.rate,
-                                            stop=stop))
+                                            timeout=self.client_timeout, stop=stop))
         await asyncio.sleep(lead)
         started = time.monotonic()
         try:
@@ -121,10 +138,15 @@ class Harness:
         async def action() -> dict:
             rc, out, secs = await self.dep.script_async("restart.sh")
             return {"exit": rc, "seconds": round(secs, 1), "output": out.strip().splitlines()}
-        mark = len(self.access_log_lines())
+        mark, error_mark = len(self.access_log_lines()), len(self.error_log_lines())
         records, result = await self.under_load(action)
-        return {"scenario": "rolling restart", **result, **summarize(records),
-                **self.check_writes(records), "nginx_retries": self.nginx_retries(mark)}
+        summary = summarize(records, slow=DRAIN_TIMEOUT)
+        failed_rids = {r.rid for r in records if r.failed or r.elapsed > DRAIN_TIMEOUT}
+        return {"scenario": "rolling restart", **result, **summary,
+                **self.check_writes(records), "nginx_retries": self.nginx_retries(mark),
+                "nginx_errors": self.nginx_errors(error_mark),
+                "nginx_lines_of_failed": [line for line in self.access_log_lines()[mark:]
+                                          if line.rsplit("rid=", 1)[-1] in failed_rids][:20]}
 
     async def deploy(self) -> dict:
         assert self.dep is not None
@@ -150,14 +172,16 @@ class Harness:
             found["ready_after_s"] = round(time.monotonic() - t0, 2)
             found["old_pid"], found["new_pid"] = pid, self.dep.pid(1)
             return found
+        mark, error_mark = len(self.access_log_lines()), len(self.error_log_lines())
         records, result = await self.under_load(action, lead=3.0, tail=3.0)
-        summary = summarize(records)
+        summary = summarize(records, slow=DRAIN_TIMEOUT)
         failed_by_method: dict[str, int] = {}
         for r in records:
-            if r.failed:
+            if r.failed or r.elapsed > DRAIN_TIMEOUT:
                 failed_by_method[r.method] = failed_by_method.get(r.method, 0) + 1
         return {"scenario": "kill -9 swiper_01 under load", **result, **summary,
-                "failed_by_method": failed_by_method, **self.check_writes(records)}
+                "failed_by_method": failed_by_method, **self.check_writes(records),
+                "nginx_retries": self.nginx_retries(mark), "nginx_errors": self.nginx_errors(error_mark)}
 
     async def outage(self, name: str, seconds: float, stop: Callable[[], None], start: Callable[[], None]) -> dict:
         assert self.dep is not None
@@ -226,8 +250,23 @@ class Harness:
         return sum(1 for line in lines if "upstatus=" in line and "," in line.split("upstatus=")[1].split(" ")[0])
 
     def access_log_lines(self) -> list[str]:
+        return self._nginx_log("swiper.access.log")
+
+    def error_log_lines(self) -> list[str]:
+        return self._nginx_log("swiper.error.log")
+
+    def nginx_errors(self, since: int = 0) -> dict[str, int]:
+        """nginx's error-log lines from line ``since``, counted by what went wrong (the text before the
+        client/server details), e.g. ``connect() failed (111: Connection refused) while connecting to upstream``."""
+        counts: collections.Counter = collections.Counter()
+        for line in self.error_log_lines()[since:]:
+            what = line.split("] ", 1)[-1].split(", client:", 1)[0]
+            counts[re.sub(r"^\d+#\d+: \*\d+ ", "", what)] += 1
+        return dict(counts.most_common())
+
+    def _nginx_log(self, name: str) -> list[str]:
         assert self.dep is not None
-        log_file = self.dep.target / "var" / "nginx" / "logs" / "swiper.access.log"
+        log_file = self.dep.target / "var" / "nginx" / "logs" / name
         return log_file.read_text(errors="replace").splitlines() if log_file.exists() else []
 
 
@@ -238,23 +277,36 @@ def log(msg: str) -> None:
 async def main_async(args: argparse.Namespace) -> list[dict]:
     scratch = Path(tempfile.mkdtemp(prefix="swiper-ops-"))
     harness = Harness(scratch, procs=args.procs, rate=args.rate, connections=args.connections,
-                      write_heavy=args.write_heavy)
+                      write_heavy=args.write_heavy, workload=args.workload, client_timeout=args.client_timeout,
+                      settings=dict(args.set))
     results = []
     try:
         await harness.setup()
         if harness.write_heavy or args.repeat > 1:
-            log(f"restart: {args.repeat} run(s), {'80' if harness.write_heavy else '30'}% POSTs")
+            mix = "profile workload" if args.workload == "profile" else \
+                f"{'80' if harness.write_heavy else '30'}% POSTs"
+            log(f"restart: {args.repeat} run(s), {mix}")
         for name in args.only:
             log(f"scenario {name} ...")
             if name == "restart":
-                for _ in range(args.repeat - 1):
+                for i in range(args.repeat):
                     results.append(await harness.restart())
-                    print(dumps(results[-1]), flush=True)
-                results.append(await harness.restart())
+                    r = results[-1]
+                    log(f"restart {i + 1}/{args.repeat}: {r['requests']} requests, {r['failed']} failed, "
+                        f"{r['no_answer']} without answer, p99 {r['p99_ms']} ms, max {r['max_ms']} ms, "
+                        f"restart {r['seconds']} s")
+                    if i < args.repeat - 1:
+                        print(dumps(r), flush=True)
             elif name == "deploy":
                 results.append(await harness.deploy())
             elif name == "kill":
-                results.append(await harness.kill())
+                for i in range(args.repeat):
+                    results.append(await harness.kill())
+                    r = results[-1]
+                    log(f"kill {i + 1}/{args.repeat}: {r['requests']} requests, failed by method "
+                        f"{r['failed_by_method']}, ready again after {r['ready_after_s']} s")
+                    if i < args.repeat - 1:
+                        print(dumps(r), flush=True)
             elif name == "mysql":
                 results.append(await harness.outage("MySQL stopped", args.outage, harness.mysql.stop,
                                                     harness.mysql.start))
@@ -279,6 +331,13 @@ async def main_async(args: argparse.Namespace) -> list[dict]:
     return results
 
 
+def _setting(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.startswith("SWIPER_"):
+        raise argparse.ArgumentTypeError(f"expected SWIPER_NAME=VALUE, got {text!r}")
+    return key, value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
@@ -286,8 +345,18 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=250, help="requests/s through nginx (default 250)")
     parser.add_argument("--connections", type=int, default=16, help="client keep-alive connections (default 16)")
     parser.add_argument("--outage", type=float, default=30, help="seconds MySQL/Redis stay down (default 30)")
-    parser.add_argument("--repeat", type=int, default=1, help="rolling restarts in the restart scenario (default 1)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rolling restarts in the restart scenario, kills in the kill scenario (default 1)")
     parser.add_argument("--write-heavy", action="store_true", help="80%% POSTs instead of 30%%")
+    parser.add_argument("--workload", choices=("swipes", "profile"), default="swipes",
+                        help="swipes: the mix of swipes, feed, profile, users, hot ranking (default); profile: "
+                             "GET 50%% and PATCH 25%% /api/v1/profile, GET 25%% /api/v1/vip/levels")
+    parser.add_argument("--client-timeout", type=float, default=60,
+                        help="seconds the client waits for an answer before it records none (default 60, well "
+                             "above the drain timeout, so a hung request shows as one)")
+    parser.add_argument("--set", action="append", default=[], metavar="SWIPER_X=VALUE", type=_setting,
+                        help="a setting for the stack's env file, e.g. SWIPER_EVENT_LOOP=asyncio (repeatable; the "
+                             "harness turns the rate limits off, SWIPER_RATE_LIMIT_ENABLED=true turns them on)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs) afterwards")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()

@@ -27,6 +27,7 @@ class Record:
     reused: bool = False    # sent on a kept-alive connection
     key: Any = None         # what a write wrote (for the database check)
     body: bytes = b""
+    rid: str = ""           # the X-Request-ID sent: nginx's access log and the process's log name it
 
     @property
     def failed(self) -> bool:
@@ -116,7 +117,9 @@ async def run_load(host: str, port: int, next_request: Callable[[random.Random],
                    duration: float, connections: int = 16, rate: float = 300.0, timeout: float = 10.0,
                    seed: int = 1, stop: asyncio.Event | None = None) -> list[Record]:
     """``connections`` workers, ``rate`` requests/s in all, for ``duration`` seconds at most (or until ``stop``
-    is set); every request recorded."""
+    is set); every request recorded. A request without an answer within ``timeout`` seconds is recorded with
+    ``status=None`` (a failure); keep ``timeout`` well above the server's drain timeout so a hung request shows
+    as one instead of as a slow answer. Each request carries ``X-Request-ID: L<seed>-<worker>-<n>``."""
     records: list[Record] = []
     start = time.monotonic()
     deadline = start + duration
@@ -126,6 +129,7 @@ async def run_load(host: str, port: int, next_request: Callable[[random.Random],
         rng = random.Random(seed * 1000 + index)
         conn = Connection(host, port)
         due = start + rng.random() * interval
+        sent = 0
         try:
             while True:
                 now = time.monotonic()
@@ -137,18 +141,20 @@ async def run_load(host: str, port: int, next_request: Callable[[random.Random],
                 req = next_request(rng)
                 if req is None:
                     return
+                sent += 1
+                rid = req.headers.setdefault("X-Request-ID", f"L{seed}-{index}-{sent}")
                 t0 = time.monotonic()
                 try:
                     status, _headers, body, reused = await asyncio.wait_for(conn.send(req), timeout)
                     records.append(Record(req.op, req.method, t0 - start, time.monotonic() - t0, status,
-                                          reused=reused, key=req.key, body=body[:300]))
+                                          reused=reused, key=req.key, body=body[:300], rid=rid))
                 except (OSError, ConnectionError, asyncio.TimeoutError, asyncio.IncompleteReadError,
                         ValueError) as exc:
                     reused = conn.used > 0
                     conn.close()
                     kind = "timeout" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
                     records.append(Record(req.op, req.method, t0 - start, time.monotonic() - t0, None,
-                                          error=f"{kind}: {exc}"[:200], reused=reused, key=req.key))
+                                          error=f"{kind}: {exc}"[:200], reused=reused, key=req.key, rid=rid))
         finally:
             conn.close()
 
@@ -165,16 +171,20 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def summarize(records: list[Record]) -> dict[str, Any]:
-    """Counts by op and status, failures, latency percentiles (ms)."""
+def summarize(records: list[Record], slow: float | None = None) -> dict[str, Any]:
+    """Counts by op and status, failures, latency percentiles (ms). ``slow`` (seconds): answers that took longer
+    are counted as ``slower_than_bound`` (and are failures too)."""
     by_op: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for r in records:
         by_op[r.op][str(r.status) if r.status is not None else "error"] += 1
-    failures = [r for r in records if r.failed]
+    failures = [r for r in records if r.failed or (slow is not None and r.elapsed > slow)]
     latencies = [r.elapsed * 1000 for r in records]
     return {
         "requests": len(records),
         "failed": len(failures),
+        "no_answer": sum(1 for r in records if r.status is None),
+        **({"slower_than_bound": sum(1 for r in records if r.elapsed > slow), "bound_s": slow}
+           if slow is not None else {}),
         "by_op": {op: dict(counter) for op, counter in sorted(by_op.items())},
         "p50_ms": round(percentile(latencies, 0.50), 1),
         "p99_ms": round(percentile(latencies, 0.99), 1),
@@ -185,7 +195,7 @@ def summarize(records: list[Record]) -> dict[str, Any]:
 
 def describe(record: Record) -> str:
     what = record.error or f"{record.status} {record.body[:120].decode(errors='replace')}"
-    return (f"t={record.started:.2f}s {record.method} {record.op} reused={record.reused} "
+    return (f"t={record.started:.2f}s {record.rid} {record.method} {record.op} reused={record.reused} "
             f"{record.elapsed * 1000:.0f}ms: {what}")
 
 

@@ -1,6 +1,7 @@
 """The production stack in CI: deploy.sh starts supervisord + nginx from the repository's own config files (2
-processes, free loopback ports); a rolling restart under load loses no request and no write; kill -9 is undone
-by supervisor; a failed migration leaves the running version serving; nginx hides /metrics and /healthz.
+processes, free loopback ports); rolling restarts under load answer every request in time and lose no write;
+kill -9 is undone by supervisor and loses no GET; a failed migration leaves the running version serving; nginx
+hides /metrics and /healthz; no other socket can share a process's port.
 
 The long runs (MySQL and Redis outages on private servers, more processes, longer loads) are
 ``python -m tests.ops.harness``; their figures are in OPERATIONS.md.
@@ -8,6 +9,7 @@ The long runs (MySQL and Redis outages on private servers, more processes, longe
 from __future__ import annotations
 
 import asyncio
+import errno
 import filecmp
 import gzip
 import os
@@ -25,7 +27,7 @@ from redis import Redis
 from tests.conftest import TEST_REDIS, scratch_database
 from tests.ops.load import Connection, Request, run_load, summarize
 from tests.ops.stack import ROOT, Deployment, clean_env
-from tests.ops.workload import Workload, answered_writes, seed, stored_writes
+from tests.ops.workload import ProfileWorkload, Workload, answered_writes, seed, stored_writes
 
 OPS_ID = secrets.token_hex(4)
 
@@ -99,40 +101,70 @@ async def test_nginx_hides_internal_endpoints_and_gzips_json(stack: Deployment) 
     outsider.close()
 
 
-async def test_rolling_restart_under_load_loses_nothing(stack: Deployment, seeded: dict) -> None:
+# Issue 10, item 8: one rolling restart in four once left requests unanswered for 15-30 s. Back-to-back restarts
+# under that workload: a 1-in-4 event is missed with probability 0.75**8 = 10%; every request must be answered
+# 2xx within the drain timeout. The client waits far longer than that, so a hung request shows as one.
+RESTARTS = 8
+DRAIN_TIMEOUT = 10.0  # SWIPER_DRAIN_TIMEOUT's default, which the stack runs with
+CLIENT_TIMEOUT = 30.0
+
+
+async def test_rolling_restarts_under_load_answer_every_request_in_time(stack: Deployment, seeded: dict) -> None:
     before = pids(stack)
-    workload = Workload(seeded)
+    swipes, profile = Workload(seeded), ProfileWorkload(seeded)
+
+    def mixed(rng):  # item 8's GET/PATCH /profile and GET /vip/levels, plus the swipes whose rows are checked
+        return swipes.next_request(rng) if rng.random() < 0.3 else profile.next_request(rng)
     stop = asyncio.Event()
-    load = asyncio.create_task(run_load("127.0.0.1", stack.http_port, workload.next_request, duration=60,
-                                        connections=12, rate=200, stop=stop))
-    await asyncio.sleep(1.5)
-    code, output, seconds = await stack.script_async("restart.sh")
-    await asyncio.sleep(1.5)
-    stop.set()
-    records = await load
-    summary = summarize(records)
-    assert code == 0, output
+    load = asyncio.create_task(run_load("127.0.0.1", stack.http_port, mixed, duration=600, connections=64,
+                                        rate=200, timeout=CLIENT_TIMEOUT, stop=stop))
+    runs = []
+    try:
+        await asyncio.sleep(1.5)
+        for _ in range(RESTARTS):
+            runs.append(await stack.script_async("restart.sh"))
+            if runs[-1][0] != 0:
+                break
+        await asyncio.sleep(1.5)
+    finally:
+        stop.set()
+        records = await load
+    summary = summarize(records, slow=DRAIN_TIMEOUT)
+    assert [code for code, _, _ in runs] == [0] * RESTARTS, runs[-1][1]
     after = pids(stack)
     assert all(a and b and a != b for a, b in zip(before, after)), (before, after)
+    assert summary["no_answer"] == 0 and summary["slower_than_bound"] == 0, summary
     assert summary["failed"] == 0, summary
     assert all(r.status is not None and 200 <= r.status < 300 for r in records), summary
     answered = answered_writes(records)
     assert len(answered) > 100, summary
     assert stored_writes(stack.settings["SWIPER_MYSQL_URL"], [s["id"] for s in seeded["swipers"]]) == answered
-    print(f"rolling restart: {summary['requests']} requests in {seconds:.1f} s of restart, 0 failed, "
-          f"{len(answered)} writes = rows")
+    print(f"{RESTARTS} rolling restarts in {sum(secs for _, _, secs in runs):.0f} s: {summary['requests']} "
+          f"requests, 0 failed or unanswered, max {summary['max_ms']:.0f} ms, {len(answered)} writes = rows")
+
+
+def test_a_process_port_cannot_be_shared(stack: Deployment) -> None:
+    """server.py binds without SO_REUSEPORT, so no other socket can join a process's port: with it, a stale or
+    frozen server.py (or anything else binding with SO_REUSEPORT) would share the port silently, and the kernel
+    would queue a share of nginx's new connections at a listener nobody answers."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        with pytest.raises(OSError) as refused:
+            sock.bind(("127.0.0.1", stack.port(1)))
+        assert refused.value.errno == errno.EADDRINUSE
+    finally:
+        sock.close()
 
 
 async def test_kill_9_is_restarted_and_gets_are_retried(stack: Deployment, seeded: dict) -> None:
-    workload = Workload(seeded)
-
-    def reads_only(rng):
-        request = workload.next_request(rng)
-        return request if request.method == "GET" else Request("profile", "GET", "/api/v1/profile",
-                                                                {"Authorization": request.headers["Authorization"]})
+    """GETs in flight on the killed process are passed to the other one by nginx; a PATCH it had sent there is
+    never replayed (it may have been executed), so it answers nginx's 503 ``unavailable``: nothing else fails."""
+    workload = ProfileWorkload(seeded)
     stop = asyncio.Event()
-    load = asyncio.create_task(run_load("127.0.0.1", stack.http_port, reads_only, duration=30, connections=8,
-                                        rate=150, stop=stop))
+    load = asyncio.create_task(run_load("127.0.0.1", stack.http_port, workload.next_request, duration=30,
+                                        connections=64, rate=200, timeout=CLIENT_TIMEOUT, stop=stop))
     await asyncio.sleep(1.0)
     victim = stack.pid(2)
     killed = time.monotonic()
@@ -143,10 +175,40 @@ async def test_kill_9_is_restarted_and_gets_are_retried(stack: Deployment, seede
     recovered = time.monotonic() - killed
     await asyncio.sleep(1.0)
     stop.set()
-    summary = summarize(await load)
+    records = await load
+    summary = summarize(records, slow=DRAIN_TIMEOUT)
     assert stack.pid(2) not in (None, victim)
-    assert summary["failed"] == 0, summary
-    print(f"kill -9: ready again after {recovered:.2f} s, {summary['requests']} GETs, 0 failed")
+    assert summary["no_answer"] == 0 and summary["slower_than_bound"] == 0, summary
+    assert [r for r in records if r.method == "GET" and r.status != 200] == [], summary
+    lost = [r for r in records if r.method != "GET" and r.status != 200]
+    assert all(r.status == 503 and b'"unavailable"' in r.body for r in lost), summary
+    print(f"kill -9: ready again after {recovered:.2f} s, {summary['requests']} requests, 0 GETs failed, "
+          f"{len(lost)} PATCHes in flight answered 503")
+
+
+async def test_a_process_that_answers_nothing_costs_a_503_within_the_drain_timeout(stack: Deployment) -> None:
+    """nginx waits for a process's answer at most SWIPER_DRAIN_TIMEOUT (proxy_read_timeout): a process that
+    neither answers nor closes (frozen with SIGSTOP here; in general a stuck loop, or a connection it neither
+    serves nor closes) turns a request into nginx's 503 in that time, not a 30 s hang."""
+    victim = stack.pid(2)
+    conns = [Connection("127.0.0.1", stack.http_port) for _ in range(8)]
+    os.kill(victim, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        answers = await asyncio.gather(*(asyncio.wait_for(c.send(Request("levels", "GET", "/api/v1/vip/levels")),
+                                                          CLIENT_TIMEOUT) for c in conns), return_exceptions=True)
+        took = time.monotonic() - started
+    finally:
+        os.kill(victim, signal.SIGCONT)
+        for c in conns:
+            c.close()
+    statuses = [a[0] if isinstance(a, tuple) else repr(a) for a in answers]
+    assert set(statuses) <= {200, 503} and 503 in statuses, statuses  # nginx sends about half to the frozen one
+    assert took < DRAIN_TIMEOUT + 1.5, (took, statuses)
+    deadline = time.monotonic() + 15
+    while stack.ready(2) != 200:
+        assert time.monotonic() < deadline, stack.supervisorctl("status")
+        await asyncio.sleep(0.2)
 
 
 async def test_a_failed_migration_leaves_the_running_version_serving(stack: Deployment,

@@ -63,6 +63,32 @@ class Workload:
         return Request("hot", "GET", "/api/v1/rankings/hot?limit=5", auth)
 
 
+# Issue 10 item 8's workload (a rolling restart once left requests hanging under it): the signed-in user's
+# profile read and edited, and the public VIP catalogue. The PATCH is a write nginx never replays once sent.
+PROFILE_MIX = {"profile": 0.50, "patch": 0.25, "levels": 0.25}
+
+
+class ProfileWorkload:
+    """GET and PATCH /api/v1/profile by the seeded users, GET /api/v1/vip/levels (no authentication)."""
+
+    def __init__(self, seeded: dict[str, Any], mix: dict[str, float] | None = None) -> None:
+        self.swipers = seeded["swipers"]
+        mix = mix or PROFILE_MIX
+        self._ops = list(mix)
+        self._weights = list(mix.values())
+
+    def next_request(self, rng: random.Random) -> Request:
+        op = rng.choices(self._ops, self._weights)[0]
+        auth = {"Authorization": f"Bearer {rng.choice(self.swipers)['token']}"}
+        if op == "patch":
+            # Always valid (min_distance stays 1): every answer should be 200.
+            body = json.dumps({"preferences": {"max_distance": rng.randint(10, 1000)}}).encode()
+            return Request("patch", "PATCH", "/api/v1/profile", {**auth, "Content-Type": "application/json"}, body)
+        if op == "levels":
+            return Request("levels", "GET", "/api/v1/vip/levels")
+        return Request("profile", "GET", "/api/v1/profile", auth)
+
+
 def answered_writes(records: list[Record]) -> set[tuple[int, int]]:
     return {r.key for r in records if r.op == "swipe" and r.status is not None and 200 <= r.status < 300}
 
