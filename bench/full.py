@@ -32,7 +32,7 @@ from bench.full_report import print_report
 from bench.lib import data, wrk
 from bench.lib.report import Measurement
 from bench.lib.session import Session, main_guard
-from bench.lib.stack import (Layout, SmsStub, Stack, checkout_revision, copy_tree, get, resolve_revision,
+from bench.lib.stack import (Layout, SmsStub, Stack, checkout_revision, copy_tree, fetch, resolve_revision,
                              stop_stacks)
 from bench.lib.system import ROOT, BenchError, describe_tree, find_port_block, require
 
@@ -157,20 +157,20 @@ class FullBench:
                 raise BenchError(f"pre-run ({stack.label}): {what} answered {status}: {body[:300]!r}")
 
         for _ in range(10):
-            expect("the ceiling", *get(stack.bare_url), lambda d: True)
-            expect("GET /api/v1/profile", *get(stack.url + "/api/v1/profile", self.auth(self.world.profile_token)),
+            expect("the ceiling", *fetch(stack.bare_url), lambda d: True)
+            expect("GET /api/v1/profile", *fetch(stack.url + "/api/v1/profile", self.auth(self.world.profile_token)),
                    lambda d: True)
         for _ in range(4):
-            expect("the feed", *get(stack.url + "/api/v1/recommendations?limit=10",
+            expect("the feed", *fetch(stack.url + "/api/v1/recommendations?limit=10",
                                     self.auth(self.world.viewer_token)), lambda d: len(d["items"]) == 10)
         json_type = {"Content-Type": "application/json"}
-        expect("POST /api/v1/sms-codes", *get(stack.url + "/api/v1/sms-codes", json_type,
+        expect("POST /api/v1/sms-codes", *fetch(stack.url + "/api/v1/sms-codes", json_type,
                                               json.dumps({"phone": phone}).encode()),
                lambda d: isinstance(d.get("resend_after"), (int, float)))
         code = self.stub.pop_code(phone)
         if code is None:
             raise BenchError(f"pre-run ({stack.label}): the SMS stub wrote no code for {phone}")
-        expect("POST /api/v1/sessions", *get(stack.url + "/api/v1/sessions", json_type,
+        expect("POST /api/v1/sessions", *fetch(stack.url + "/api/v1/sessions", json_type,
                                              json.dumps({"phone": phone, "code": code}).encode()),
                lambda d: isinstance(d.get("access_token"), str))
 

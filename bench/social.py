@@ -26,7 +26,7 @@ from pathlib import Path
 from bench import social_plan
 from bench.lib import data, pyspy, report, wrk
 from bench.lib.session import Session, main_guard
-from bench.lib.stack import get, wait_for_200
+from bench.lib.stack import fetch, wait_for_200
 from bench.lib.system import (ROOT, BenchError, CpuMeter, describe_tree, find_port_block, listener_pid, require,
                               wait_quiet)
 
@@ -104,7 +104,7 @@ class SocialBench:
     def precheck(self) -> None:
         w, viewer = self.world, self.world.viewer_id
         for _ in range(20):
-            status, body = get(self.url + "/api/v1/recommendations?limit=10",
+            status, body = fetch(self.url + "/api/v1/recommendations?limit=10",
                                {"Authorization": f"Bearer {w.viewer_token}"})
             page = json.loads(body) if status == 200 else {}
             if page.get("code") != 0 or len(page["data"]["items"]) != 10:

@@ -7,6 +7,7 @@ benchmark that needs another data set (a million users, say) points these at ano
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import secrets
@@ -37,6 +38,10 @@ class BenchDb:
                    os.environ.get("SWIPER_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
                    os.environ.get("SWIPER_BENCH_REDIS_PREFIX", "swiper_bench:"),
                    tuple(shlex.split(os.environ.get("SWIPER_BENCH_MYSQL_ADMIN", "mariadb -uroot"))))
+
+    def with_database(self, name: str) -> BenchDb:
+        """The same server with another database (a benchmark with a data set of its own: a million users, say)."""
+        return dataclasses.replace(self, mysql_url=self.mysql_url.rsplit("/", 1)[0] + "/" + name)
 
     @property
     def name(self) -> str:

@@ -216,7 +216,7 @@ def wait_for_200(url: str, proc: Proc | None, name: str, timeout: float = 20) ->
         if proc is not None and not proc.running():
             raise BenchError(f"{name} exited during start-up: {proc.err.read_text(errors='replace')[-500:]}")
         try:
-            if get(url)[0] == 200:
+            if fetch(url)[0] == 200:
                 return
         except OSError:
             pass
@@ -224,7 +224,7 @@ def wait_for_200(url: str, proc: Proc | None, name: str, timeout: float = 20) ->
     raise BenchError(f"{name} did not answer 200 on {url} within {timeout:.0f} s")
 
 
-def get(url: str, headers: dict[str, str] | None = None, body: bytes | None = None) -> tuple[int, bytes]:
+def fetch(url: str, headers: dict[str, str] | None = None, body: bytes | None = None) -> tuple[int, bytes]:
     """One request (a POST when there is a body); (status, body)."""
     match = re.match(r"http://([^:/]+):(\d+)(/.*)$", url)
     if not match:

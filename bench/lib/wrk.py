@@ -51,6 +51,19 @@ class Result:
             parts.append(f"non-2xx {self.non2xx}")
         return ", ".join(parts) or "0"
 
+    @classmethod
+    def from_samples(cls, latencies_ms: Sequence[float], seconds: float, *, socket_errors: dict[str, int] | None = None,
+                     non2xx: int = 0, command: str = "") -> Result:
+        """The figures of a load client of our own (every answer's latency), in wrk's terms: percentiles by the
+        nearest-rank method, req/s of the answers received."""
+        ordered = sorted(latencies_ms)
+        if not ordered or seconds <= 0:
+            raise BenchError("no answers to make figures of")
+        latency = {p: ordered[max(0, -(-p * len(ordered) // 100) - 1)] for p in (50, 75, 90, 99)}
+        return cls(requests=len(ordered), seconds=seconds, rps=len(ordered) / seconds, latency_ms=latency,
+                   socket_errors={k: v for k, v in (socket_errors or {}).items() if v}, non2xx=non2xx,
+                   command=command)
+
     def counter(self, script: str, name: str) -> int:
         try:
             return self.counters[script][name]

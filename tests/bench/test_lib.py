@@ -8,7 +8,7 @@ import pytest
 
 from bench import full
 from bench.lib import report, wrk
-from bench.lib.data import PhoneBlocks, Slices
+from bench.lib.data import BenchDb, PhoneBlocks, Slices
 from bench.lib.report import Measurement
 from bench.lib.stack import Layout, add_bare_block
 from bench.lib.system import BenchError, find_port_block
@@ -71,6 +71,23 @@ def test_a_clean_run_has_no_errors_and_minutes_are_seconds() -> None:
 def test_what_is_not_a_full_latency_output_is_refused(text: str) -> None:
     with pytest.raises(BenchError):
         wrk.parse(text)
+
+
+def test_a_python_load_client_reports_in_the_same_figures() -> None:
+    r = wrk.Result.from_samples([float(ms) for ms in range(100, 0, -1)], 2.0, socket_errors={"read": 1, "connect": 0},
+                                non2xx=3)
+    assert (r.requests, r.rps, r.latency_ms) == (100, 50.0, {50: 50.0, 75: 75.0, 90: 90.0, 99: 99.0})
+    assert r.errors == "read 1, non-2xx 3"
+    assert wrk.Result.from_samples([7.0], 1.0).latency_ms == {50: 7.0, 75: 7.0, 90: 7.0, 99: 7.0}
+    with pytest.raises(BenchError):
+        wrk.Result.from_samples([], 1.0)
+
+
+def test_a_benchmark_can_have_a_database_of_its_own() -> None:
+    db = BenchDb("mysql://root:@127.0.0.1:3307/swiper_bench", "redis://127.0.0.1:6379/14", "swiper_bench:", ("x",))
+    other = db.with_database("swiper_bench_1m")
+    assert (other.name, other.mysql_port, other.user, other.redis_prefix) == ("swiper_bench_1m", 3307, "root",
+                                                                              "swiper_bench:")
 
 
 def test_commands_are_printed_without_tokens_and_with_the_work_directory_as_a_name(tmp_path: Path) -> None:
