@@ -18,7 +18,7 @@ class FairMysqlPool(AioMysqlPoolBackend):
 
     aiomysql lets a request that arrives just as a connection is freed take it ahead of requests already waiting,
     so under load a few waiters starve: with 100 swipes in flight for a pool of 20, p99 was 474 ms at a p50 of
-    75 ms. asyncio's Semaphore queues its waiters in order and lets nobody past them (scripts/bench_social.sh).
+    75 ms. asyncio's Semaphore queues its waiters in order and lets nobody past them (python -m bench.social).
     """
 
     def __init__(self, *, database: str, **kwargs) -> None:

@@ -1,4 +1,4 @@
-"""The Aliyun stub's command-line mode (what scripts/bench.sh runs): a subprocess that writes codes to files."""
+"""The Aliyun stub's command-line mode (what bench/full.py runs): a subprocess that writes codes to files."""
 from __future__ import annotations
 
 import asyncio

@@ -1,17 +1,18 @@
--- wrk script for scripts/bench_social.sh: POST /api/v1/swipes, every request a new (swiper, target) pair.
+-- wrk script for the benchmarks (bench/full.py, bench/social.py): POST /api/v1/swipes, every request a new
+-- (swiper, target) pair.
 --
---   wrk ... -s scripts/lua/swipes.lua URL -- TOKENS RANGES PHASE THREADS
+--   wrk ... -s bench/lua/swipes.lua URL -- TOKENS RANGES FIRST COUNT THREADS
 --
 -- TOKENS: one access token a line (swiper g = line g+1). RANGES: robot ids as "low high" lines (ascending).
--- PHASE: run | warm | single | prof; each phase swipes its own slice of the targets (run: the first 70%, then
--- 10% each for warm, single and prof), so no pair repeats across the phases of one set-up (the set-up deletes
--- the swipers' swipes, so runs after a new set-up start afresh). THREADS: wrk's -t.
+-- FIRST, COUNT: this run's slice of the targets, as positions in that list (0-based): the benchmark gives every
+-- swipe run of a session its own slice (bench.lib.data.Slices), so no pair repeats across the runs of one
+-- set-up (the set-up deletes the swipers' swipes, so a new session starts afresh). THREADS: wrk's -t.
 --
--- Thread t (0-based) owns swipers t, t+THREADS, ...; its requests go round-robin over them. Swiper g walks its
--- phase's slice from offset g*slice/#swipers, one target per request, so the swipers start on disjoint targets
--- (each target is first read cold from MySQL) and no swiper can repeat a target until it has walked the whole
--- slice; if one would, the request is still sent but counted as "wrapped" and the shell script fails the run.
--- Actions alternate like / dislike. done() prints one line the shell script parses:
+-- Thread t (0-based) owns swipers t, t+THREADS, ...; its requests go round-robin over them. Swiper g walks the
+-- slice from offset g*COUNT/#swipers, one target per request, so the swipers start on disjoint targets (each
+-- target is first read cold from MySQL) and no swiper can repeat a target until it has walked the whole slice;
+-- if one would, the request is still sent but counted as "wrapped" and the benchmark fails the run.
+-- Actions alternate like / dislike. done() prints one line the benchmark parses:
 --   swipes-lua: generated=N ok=N non2xx=N badbody=N wrapped=N
 
 local tokens, targets = {}, {}
@@ -42,26 +43,17 @@ local function read_lines(path)
 end
 
 function init(args)
-  local tokens_path, ranges_path, phase, nthreads = args[1], args[2], args[3], tonumber(args[4])
-  assert(tokens_path and ranges_path and phase and nthreads, "args: TOKENS RANGES PHASE THREADS")
+  local tokens_path, ranges_path = args[1], args[2]
+  local first, count, nthreads = tonumber(args[3]), tonumber(args[4]), tonumber(args[5])
+  assert(tokens_path and ranges_path and first and count and nthreads, "args: TOKENS RANGES FIRST COUNT THREADS")
   tokens = read_lines(tokens_path)
   for _, line in ipairs(read_lines(ranges_path)) do
     local lo, hi = line:match("^(%d+) (%d+)$")
     for id = tonumber(lo), tonumber(hi) do table.insert(targets, id) end
   end
-  local n = #targets
-  local run_n, tenth = math.floor(n * 0.7), math.floor(n * 0.1)
-  if phase == "run" then
-    slice_lo, slice_n = 0, run_n
-  elseif phase == "warm" then
-    slice_lo, slice_n = run_n, tenth
-  elseif phase == "single" then
-    slice_lo, slice_n = run_n + tenth, tenth
-  elseif phase == "prof" then
-    slice_lo, slice_n = run_n + 2 * tenth, n - run_n - 2 * tenth
-  else
-    error("PHASE must be run, warm, single or prof")
-  end
+  assert(first >= 0 and count >= 1 and first + count <= #targets,
+    "slice " .. first .. "+" .. count .. " beyond the " .. #targets .. " targets")
+  slice_lo, slice_n = first, count
   nswipers = #tokens
   local tid = tid  -- set by setup()
   for g = tid, nswipers - 1, nthreads do

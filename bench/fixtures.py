@@ -1,4 +1,4 @@
-"""Fixtures for ``scripts/bench_social.sh``: ``python scripts/bench_social_setup.py --out DIR [options]``.
+"""The benchmarks' data set: ``python -m bench.fixtures --out DIR [options]`` (run with the bench settings only).
 
 Idempotent: every run leaves the same state, whatever was there before.
 
@@ -14,12 +14,17 @@ Idempotent: every run leaves the same state, whatever was there before.
   now, no profile (so they never show up in the viewer's feed). Their swipes from earlier runs are deleted, so
   each run starts from the same table, and every robot's cached account (``cache:User:<id>`` in Redis) is
   dropped, so a swipe's target is read from MySQL the first time it is swiped, as it usually is for real.
-- **Files in DIR** for the shell script and ``scripts/lua/swipes.lua``: ``viewer.token``, ``viewer.id``,
-  ``swiped.ids`` (the viewer's swiped robots, one a line), ``swipers.tokens`` (one access token a line, in
-  the order of ``swipers.ids``), ``swipers.ids`` (comma-separated), ``targets.ranges`` (robot ids as ``low high``
-  runs of consecutive ids, ascending), ``feed.sql`` (the main feed query of the viewer, as ``services.recommendations``
-  builds it, with its parameters inlined, for EXPLAIN), ``feed_covering.sql`` and ``feed_watermark.sql`` (two
-  rewrites to compare it with, see ``feed_sqls``) and ``summary.txt``.
+- **The profile user** (``--profile-phone``, default 13900000000): a plain account whose token reads the profile.
+- **Login users** (``--reset-logins``): the previous run's login users (phones 155 + 8 digits, see
+  ``bench/lua/login.lua``) are deleted with their swipes and matches, and their Redis keys (codes, SMS limits,
+  cached accounts), so every run logs in new users.
+- **Files in DIR** for the benchmarks and ``bench/lua/swipes.lua``: ``viewer.token``, ``viewer.id``,
+  ``profile.token``, ``swiped.ids`` (the viewer's swiped robots, one a line), ``swipers.tokens`` (one access token
+  a line, in the order of ``swipers.ids``), ``swipers.ids`` (comma-separated), ``targets.ranges`` (robot ids as
+  ``low high`` runs of consecutive ids, ascending), ``targets.count``, ``feed.sql`` (the main feed query of the
+  viewer, as ``services.recommendations`` builds it, with its parameters inlined, for EXPLAIN),
+  ``feed_covering.sql`` and ``feed_watermark.sql`` (two rewrites to compare it with, see ``feed_sqls``) and
+  ``summary.txt``.
 
 Tokens live ``SWIPER_ACCESS_TOKEN_TTL`` seconds (the caller sets it long enough). Uses the ``SWIPER_*`` settings
 from the environment: run it with the bench database and Redis db/prefix only.
@@ -35,7 +40,7 @@ import time
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a file too
 
 from peewee import SQL, fn  # noqa: E402
 
@@ -44,6 +49,7 @@ from models import Match, Preferences, Swipe, User, db, init_db  # noqa: E402
 from models.base import utcnow  # noqa: E402
 from services import keys, recommendations  # noqa: E402
 from services.accounts import find_or_register, forget_account, load_account  # noqa: E402
+from bench.feed_sql import feed_sqls  # noqa: E402
 from services.profiles import today  # noqa: E402
 from services.redis_client import build_redis  # noqa: E402
 from services.robots import ROBOT_PHONE_PREFIX, create_robots, robot_phone, timed_progress  # noqa: E402
@@ -51,6 +57,8 @@ from services.tokens import start_session  # noqa: E402
 from services.vip import grant_membership  # noqa: E402
 
 VIEWER_PHONE = "13900000001"
+PROFILE_PHONE = "13900000000"
+LOGIN_PHONES = ("15500000000", "15599999999")  # bench/lua/login.lua's range
 VIEWER_CITY = "北京"  # the robots' most common city (services.robots.CITIES)
 VIEWER_AGE = 28
 SWIPER_PHONE_BASE = 13900100000  # swiper i (1-based) has phone SWIPER_PHONE_BASE + i
@@ -58,7 +66,7 @@ ROBOT_SEED = 3
 
 
 def log(message: str) -> None:
-    print(f"bench_social_setup: {message}", file=sys.stderr, flush=True)
+    print(f"bench.fixtures: {message}", file=sys.stderr, flush=True)
 
 
 def years_before(day: dt.date, years: int) -> dt.date:
@@ -119,7 +127,7 @@ async def ensure_viewer_swipes(viewer_id: int, count: int, settings: Settings, r
     query = feed_candidates_query(account, settings)
     pool = await User.select(fn.COUNT(SQL("*"))).from_(query.order_by().alias("q")).aio_scalar()
     if pool < count + 100:
-        raise SystemExit(f"bench_social_setup: only {pool} users match the viewer's feed; need {count} + a page")
+        raise SystemExit(f"bench.fixtures: only {pool} users match the viewer's feed; need {count} + a page")
     wanted = [row[0] for row in await query.limit(count).tuples().aio_execute()]
     wanted_set = set(wanted)
     have = {row[0] for row in await Swipe.select(Swipe.target_id).where(Swipe.user_id == viewer_id)
@@ -150,63 +158,15 @@ async def check_feed(viewer_id: int, swiped: list[int], settings: Settings, redi
     ids = [u.id for u in page]
     swiped_set = set(swiped)
     if len(ids) != 10 or swiped_set & set(ids):
-        raise SystemExit(f"bench_social_setup: feed check failed: page {ids}")
+        raise SystemExit(f"bench.fixtures: feed check failed: page {ids}")
     if not swiped:
         return ids
     oldest_swiped = await User.select(fn.MIN(User.last_active_at)).where(User.id.in_(swiped)).aio_scalar()
     newest_shown = await User.select(fn.MAX(User.last_active_at)).where(User.id.in_(ids)).aio_scalar()
     if newest_shown > oldest_swiped:
-        raise SystemExit("bench_social_setup: the feed shows someone more recently active than a swiped user; "
+        raise SystemExit("bench.fixtures: the feed shows someone more recently active than a swiped user; "
                          "the swipes are not the feed's head")
     return ids
-
-
-def inline_sql(query) -> str:
-    """peewee's (sql, params) with the parameters inlined as MariaDB literals (for EXPLAIN only)."""
-    sql, params = query.sql()
-    parts = sql.split("%s")
-    assert len(parts) == len(params) + 1, (sql, params)
-
-    def literal(value) -> str:
-        if isinstance(value, bool):
-            return "1" if value else "0"
-        if isinstance(value, (int, float)):
-            return str(value)
-        if isinstance(value, (dt.date, dt.datetime)):
-            return f"'{value}'"
-        return "'" + str(value).replace("\\", "\\\\").replace("'", "''") + "'"
-
-    out = [parts[0]]
-    for value, rest in zip(params, parts[1:]):
-        out.append(literal(value))
-        out.append(rest)
-    return "".join(out)
-
-
-async def feed_sqls(viewer_id: int, swiped: list[int], settings: Settings, redis) -> dict[str, str]:
-    """The main query of ``recommend`` for the viewer (no superlikers, so it is the only SQL the feed runs), and
-    two rewrites of it for comparison, each with the parameters inlined.
-
-    - ``feed``: the walk of ``services.recommendations`` with the page's columns (the service itself reads ids
-      only, keeps them, and reads the rows by id).
-    - ``feed_covering``: the same filter selecting only ``id, last_active_at`` (all in ``user_feed``, so the walk
-      over the swiped users needs no row lookups) in a derived table, joined back to ``user`` for the page's rows.
-    - ``feed_watermark``: the original plus ``last_active_at < <the least recently active swiped user>``: what the
-      query costs when it does not have to step over the swiped users (as with a stored per-viewer position).
-    """
-    account = await load_account(redis=redis, settings=settings, user_id=viewer_id)
-    where = (await recommendations.feed_filter(account, settings)).where()
-    fields = [getattr(User, name) for name in recommendations.PAGE_COLUMNS]
-    order = User.last_active_at.desc()
-    queries = {"feed": User.select(*fields).where(where).order_by(order).limit(10)}
-    inner = User.select(User.id, User.last_active_at).where(where).order_by(order).limit(10).alias("f")
-    queries["feed_covering"] = (User.select(*fields).join(inner, on=(User.id == inner.c.id))
-                                .order_by(inner.c.last_active_at.desc()))
-    if swiped:
-        watermark = await User.select(fn.MIN(User.last_active_at)).where(User.id.in_(swiped)).aio_scalar()
-        queries["feed_watermark"] = (User.select(*fields)
-                                     .where(where & (User.last_active_at < watermark)).order_by(order).limit(10))
-    return {name: inline_sql(query) for name, query in queries.items()}
 
 
 async def ensure_swipers(n: int, redis) -> list[int]:
@@ -215,7 +175,8 @@ async def ensure_swipers(n: int, redis) -> list[int]:
     for i in range(1, n + 1):
         phone = str(SWIPER_PHONE_BASE + i)
         user_id, _ = await find_or_register(phone=phone)
-        row = await User.select(User.vip_level, User.vip_expires_at, User.location).where(User.id == user_id).aio_first()
+        row = await (User.select(User.vip_level, User.vip_expires_at, User.location).where(User.id == user_id)
+                     .aio_first())
         if row.vip_level != 2 or row.vip_expires_at is None or row.vip_expires_at < utcnow() + dt.timedelta(days=1):
             await grant_membership(redis=redis, phone=phone, level=2, until=until)
         ids.append(user_id)
@@ -252,6 +213,27 @@ async def drop_cached_accounts(redis, ids: list[int]) -> int:
     return dropped
 
 
+async def reset_logins(redis) -> None:
+    """Delete the previous runs' login users (with what refers to them) and their Redis keys."""
+    in_range = User.phone.between(*LOGIN_PHONES)
+    ids = [row[0] for row in await User.select(User.id).where(in_range).tuples().aio_execute()]
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start:start + 5000]
+        await Swipe.delete().where(Swipe.user_id.in_(chunk) | Swipe.target_id.in_(chunk)).aio_execute()
+        await Match.delete().where(Match.user_a.in_(chunk) | Match.user_b.in_(chunk)).aio_execute()
+    await User.delete().where(in_range).aio_execute()  # preferences go with them (ON DELETE CASCADE)
+    names = []
+    for pattern in (keys.sms_code("155*"), keys.sms_cooldown("155*"), keys.sms_hour("155*"), keys.sms_day("155*"),
+                    keys.sms_ip_day("*")):
+        names += [name async for name in redis.scan_iter(match=pattern, count=1000)]
+    for user_id in ids:
+        names += [keys.model_cache("User", user_id), keys.model_cache_version("User", user_id), keys.active(user_id)]
+    deleted = 0
+    for start in range(0, len(names), 1000):
+        deleted += await redis.delete(*names[start:start + 1000])
+    log(f"deleted {len(ids)} login users of the previous run and {deleted} of their Redis keys")
+
+
 async def run(settings: Settings, args: argparse.Namespace) -> None:
     keys.configure(settings.redis_prefix)
     init_db(settings)
@@ -259,6 +241,8 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     try:
+        if args.reset_logins:
+            await reset_logins(redis)
         robots = await ensure_robots(args.robots, settings)
         viewer_id = await ensure_viewer(args.viewer_phone, settings, redis)
         swiped, pool = await ensure_viewer_swipes(viewer_id, args.viewer_swipes, settings, redis)
@@ -270,6 +254,10 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
         viewer_token = (await start_session(redis=redis, settings=settings, user_id=viewer_id)).access_token
         swiper_tokens = [(await start_session(redis=redis, settings=settings, user_id=i)).access_token
                          for i in swiper_ids]
+        profile_id, _ = await find_or_register(phone=args.profile_phone)
+        profile_token = (await start_session(redis=redis, settings=settings, user_id=profile_id)).access_token
+        (out / "profile.token").write_text(profile_token + "\n")
+        (out / "targets.count").write_text(f"{len(targets)}\n")
         (out / "viewer.id").write_text(f"{viewer_id}\n")
         (out / "viewer.token").write_text(viewer_token + "\n")
         (out / "swiped.ids").write_text("".join(f"{i}\n" for i in swiped))
@@ -289,21 +277,24 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Fixtures for scripts/bench_social.sh (idempotent).")
+    parser = argparse.ArgumentParser(prog="python -m bench.fixtures",
+                                     description="The benchmarks' data set (idempotent).")
     parser.add_argument("--out", required=True, help="directory for the tokens, ids and SQL files")
     parser.add_argument("--robots", type=int, default=100_000, help="robots to have at least (default 100000)")
     parser.add_argument("--viewer-phone", default=VIEWER_PHONE, help=f"default {VIEWER_PHONE}")
     parser.add_argument("--viewer-swipes", type=int, default=5000, help="swipes of the viewer (default 5000)")
     parser.add_argument("--swipers", type=int, default=100, help="users for the swipe benchmark (default 100)")
+    parser.add_argument("--profile-phone", default=PROFILE_PHONE, help=f"default {PROFILE_PHONE}")
+    parser.add_argument("--reset-logins", action="store_true", help="delete the previous runs' login users")
     args = parser.parse_args(argv)
     if args.robots < 1 or args.viewer_swipes < 0 or not 1 <= args.swipers <= 9999:
         parser.error("--robots >= 1, --viewer-swipes >= 0, --swipers 1..9999")
-    settings = load_settings_or_exit("bench_social_setup.py")
+    settings = load_settings_or_exit("bench.fixtures")
     warnings.filterwarnings("ignore", module="aiomysql")
     try:
         asyncio.run(run(settings, args))
     except OSError as exc:
-        print(f"bench_social_setup.py: cannot reach a dependency: {exc}", file=sys.stderr)
+        print(f"bench.fixtures: cannot reach a dependency: {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -1,4 +1,4 @@
-"""The ceiling for ``scripts/bench.sh``: ``python scripts/bench_bare.py --port N``.
+"""The ceiling of the full-stack benchmark (``bench/full.py``): ``python -m bench.bare --port N``.
 
 One Tornado process on the same event loop as the app's processes (``SWIPER_EVENT_LOOP``: uvloop unless set to
 asyncio; the same Tornado as the app), one ``RequestHandler`` at ``/`` whose

@@ -1,11 +1,11 @@
--- wrk script for scripts/bench.sh: the login path, POST /api/v1/sms-codes then POST /api/v1/sessions, each phone
+-- wrk script for bench/full.py: the login path, POST /api/v1/sms-codes then POST /api/v1/sessions, each phone
 -- used once.
 --
---   wrk ... -s scripts/lua/login.lua URL -- CODES_DIR FIRST STRIDE
+--   wrk ... -s bench/lua/login.lua URL -- CODES_DIR FIRST STRIDE
 --
 -- CODES_DIR: where the Aliyun stub (python -m tests.stubs.aliyun_sms --codes-dir) writes each delivered code, in
 -- CODES_DIR/<phone>. Phones are "155" and 8 digits: thread t (0-based) owns the offsets FIRST + t*STRIDE up to
--- (not including) FIRST + (t+1)*STRIDE, so threads, and phases given different FIRSTs, never share a phone.
+-- (not including) FIRST + (t+1)*STRIDE, so threads, and runs given different FIRSTs (bench.lib.data.PhoneBlocks), never share a phone.
 --
 -- Every request() of a thread either logs in the oldest pending phone that is ready, or asks a code for the
 -- thread's next new phone (and appends it to the pending list). A phone is ready when the answer to its
@@ -14,7 +14,7 @@
 -- first SCAN pending entries are looked at. The code file is removed once read.
 --
 -- response() classifies by body: "resend_after" = a code was sent, "access_token" = a login; non-2xx and 2xx
--- bodies with neither are counted. done() prints one line the shell script parses:
+-- bodies with neither are counted. done() prints one line the benchmark parses:
 --   login-lua: codes=N sessions=N non2xx=N badbody=N pending=N exhausted=N
 -- (pending: phones asked for a code but not logged in when wrk stopped; exhausted: requests that found the
 -- thread's phone range used up, sent as a code request for the range's last phone; must be 0).
