@@ -138,6 +138,7 @@ class Settings(BaseSettings):
     timezone: TimeZone = "Asia/Shanghai"
     daily_like_limit: PositiveInt = 100
     rewind_window: PositiveInt = 300
+    location_cells_per_hour: PositiveInt = 12  # distinct cells a position or passport may enter per sliding hour
 
     max_json_body: PositiveInt = 64 * 1024
     profile_cache_ttl: PositiveInt = 3600

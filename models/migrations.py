@@ -101,6 +101,16 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         # whether the like was taken from the daily quota: a rewind gives back exactly what was taken
         "ALTER TABLE `swipe` ADD COLUMN IF NOT EXISTS `counted` BOOL NOT NULL DEFAULT 0",
     ]),
+    ("0004_location", [
+        # positions as H3 cells only (services/location); user_near is the feed walk's covering index: a coarse
+        # cell and a gender, newest activity first, with the age and the exact cell checked inside the index
+        "ALTER TABLE `user` ADD COLUMN IF NOT EXISTS `geo_cell` BIGINT NULL, "
+        "ADD COLUMN IF NOT EXISTS `geo_coarse` BIGINT NULL, "
+        "ADD COLUMN IF NOT EXISTS `geo_updated_at` DATETIME(6) NULL, "
+        "ADD COLUMN IF NOT EXISTS `passport_cell` BIGINT NULL",
+        "ALTER TABLE `user` ADD INDEX IF NOT EXISTS `user_near` "
+        "(`geo_coarse`, `gender`, `last_active_at`, `birthday`, `geo_cell`)",
+    ]),
 ]
 
 # (level, name, price, permissions) as API.md's VIP table defines them.

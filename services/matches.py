@@ -29,8 +29,9 @@ async def _fetchall(_db: Any, cursor: Any) -> list[tuple]:
     return await cursor.fetchall()
 
 
-async def list_matches(*, settings: Settings, user_id: int, limit: int,
-                       cursor: str | None) -> tuple[list[dict], str | None]:
+async def list_matches(*, settings: Settings, user_id: int, limit: int, cursor: str | None,
+                       origin: int | None = None) -> tuple[list[dict], str | None]:
+    """``origin``: my search origin, for each item's ``distance_km``."""
     params: dict[str, Any] = {"me": user_id, "n": limit + 1}
     if cursor:
         position = decode_cursor(settings, cursor)
@@ -38,7 +39,7 @@ async def list_matches(*, settings: Settings, user_id: int, limit: int,
     rows = await db.aio_execute_sql(_PAGE.format(after=_AFTER if cursor else ""), params, fetch_results=_fetchall)
     page, more = rows[:limit], len(rows) > limit
     users = await load_users([other for _, other, _ in page])
-    items = [{**public_view(users[other], settings), "matched_at": at.replace(tzinfo=dt.timezone.utc)}
+    items = [{**public_view(users[other], settings, origin), "matched_at": at.replace(tzinfo=dt.timezone.utc)}
              for _, other, at in page if other in users]
     next_cursor = encode_cursor(settings, {"at": page[-1][2].isoformat(), "id": page[-1][0]}) if more else None
     return items, next_cursor
