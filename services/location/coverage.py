@@ -92,23 +92,36 @@ def _part(origin: int, min_km: int, max_km: int, cell: int) -> Part | None:
     return Part(cell, tuple(inside)) if inside else None
 
 
-async def ring_parts(origin: int, min_km: int, max_km: int, ring: int) -> list[Part] | None:
-    """The parts of ring ``ring`` around ``origin``'s coarse cell that are in range (maybe none); None once this
-    ring and every one beyond it lie wholly past ``max_km`` (or nothing can be in range at all).
+def part(origin: int, min_km: int, max_km: int, cell: int) -> Part | None:
+    """The part of coarse ``cell`` in range, None if none of it is."""
+    return _part(origin, min_km, max_km, cell)
 
-    A ring far out (hundreds of cells, a few ms each when partly in range) yields to the loop every
-    ``_CELLS_PER_STEP`` cells; each cell's verdict is cached, so the same viewer's next walk is quick."""
+
+async def ring_cells(origin: int, min_km: int, max_km: int, ring: int) -> list[int] | None:
+    """The coarse cells of ring ``ring`` around ``origin``'s coarse cell that may hold someone in range (the rest
+    are surely out); None once this ring and every one beyond it lie wholly past ``max_km`` (or nothing can be
+    in range at all). A ring far out (hundreds of cells) yields to the loop every ``_CELLS_PER_STEP`` cells."""
     span = allowed_span(min_km, max_km)
     if span is None or ring > MAX_RING:
         return None
-    parts: list[Part] = []
+    low, high = span
+    cells: list[int] = []
     beyond = ring > 0
     for index, cell in enumerate(_ring(coarse(origin), ring)):
         if index and not index % _CELLS_PER_STEP:
             await asyncio.sleep(0)
-        if centre_km(origin, cell) - 3 * _reach(cell) <= span[1]:  # the next ring is within ~2 reaches of this one
+        middle, reach = centre_km(origin, cell), _reach(cell)
+        if middle - 3 * reach <= high:  # the next ring's cells are within ~2 reaches of this ring's
             beyond = False
-        part = _part(origin, min_km, max_km, cell)
-        if part is not None:
-            parts.append(part)
-    return None if beyond else parts
+        if not (middle - reach > high or middle + reach <= low):
+            cells.append(cell)
+    return None if beyond else cells
+
+
+async def ring_parts(origin: int, min_km: int, max_km: int, ring: int) -> list[Part] | None:
+    """``ring_cells`` with each cell's part in range (for tests and tools; the walk asks only for the parts of
+    cells someone is in)."""
+    cells = await ring_cells(origin, min_km, max_km, ring)
+    if cells is None:
+        return None
+    return [p for p in (part(origin, min_km, max_km, cell) for cell in cells) if p is not None]

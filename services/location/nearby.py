@@ -15,9 +15,11 @@ import datetime as dt
 from typing import Any
 
 from models import db
-from services.location.coverage import Part, ring_parts
+from services.location.coverage import Part, part, ring_cells
 
 SUBQUERIES_PER_STATEMENT = 64
+OCCUPANCY_BATCH = 512  # coarse cells asked about per statement (a few rings at a time)
+_OCCUPIED = "SELECT DISTINCT geo_coarse FROM user FORCE INDEX (user_near) WHERE geo_coarse IN ({cells})"
 _SUBQUERY = """(SELECT u.id, u.last_active_at FROM user AS u FORCE INDEX (user_near)
  LEFT JOIN swipe AS s ON s.user_id = %s AND s.target_id = u.id
  WHERE u.geo_coarse = %s AND u.gender = %s AND u.birthday BETWEEN %s AND %s AND s.user_id IS NULL
@@ -56,17 +58,37 @@ async def _ring_candidates(parts: list[Part], genders: tuple[str, ...], limit: i
     return [row[0] for row in rows[:limit]]
 
 
+async def _occupied(cells: list[int]) -> set[int]:
+    """Which of these coarse cells anybody is in: one loose scan of ``user_near``'s first column, so far rings
+    of a wide radius cost a statement per few rings, not a subquery per empty cell."""
+    sql = _OCCUPIED.format(cells=",".join(["%s"] * len(cells)))
+    return {row[0] for row in await db.aio_execute_sql(sql, cells, fetch_results=_fetchall)}
+
+
 async def walk(*, origin: int, min_km: int, max_km: int, me: int, genders: tuple[str, ...], oldest: dt.date,
                youngest: dt.date, exclude: list[int], limit: int) -> tuple[list[int], bool]:
     """Up to ``limit`` candidate ids in feed order, and whether the walk reached the end of the range."""
     found: list[int] = []
-    ring = 0
-    while len(found) < limit:
-        parts = await ring_parts(origin, min_km, max_km, ring)
-        if parts is None:
-            return found, True
-        if parts:
-            found += await _ring_candidates(parts, genders, limit - len(found), me=me, oldest=oldest,
-                                            youngest=youngest, exclude=exclude)
-        ring += 1
-    return found, False
+    ring, ended = 0, False
+    while len(found) < limit and not ended:
+        batch: list[list[int]] = []  # the next rings, until enough cells to ask about
+        while sum(map(len, batch)) < OCCUPANCY_BATCH:
+            cells = await ring_cells(origin, min_km, max_km, ring)
+            if cells is None:
+                ended = True
+                break
+            batch.append(cells)
+            ring += 1
+            if ring <= 2:  # the first rings are usually enough on their own
+                break
+        everyone = [cell for cells in batch for cell in cells]
+        occupied = await _occupied(everyone) if everyone else set()
+        for cells in batch:
+            parts = [p for p in (part(origin, min_km, max_km, cell) for cell in cells if cell in occupied)
+                     if p is not None]
+            if parts:
+                found += await _ring_candidates(parts, genders, limit - len(found), me=me, oldest=oldest,
+                                                youngest=youngest, exclude=exclude)
+            if len(found) >= limit:
+                return found, False
+    return found, True
