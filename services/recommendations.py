@@ -76,7 +76,11 @@ class FeedFilter:
         return f"{place}|{','.join(self.genders)}|{self.oldest_birthday}|{self.youngest_birthday}"
 
     def in_range(self, cell: int | None) -> bool:
-        return self.origin is None or self.min_km <= (distance_km(self.origin, cell) or 0) <= self.max_km
+        """Whether someone in ``cell`` may be shown: by their bucket from my origin (the city feed: anyone)."""
+        if self.origin is None:
+            return True
+        km = distance_km(self.origin, cell)
+        return km is not None and self.min_km <= km <= self.max_km
 
     def where(self) -> peewee.Expression:
         """The filter as a WHERE clause, for the walk."""

@@ -261,3 +261,23 @@ async def test_a_server_process_logs_no_coordinates(settings, make_person):
     assert "PUT /api/v1/location 503" in output and "unavailable" in output
     for trace in _traces(*RAW) + _traces(*RAW_BAD) + _traces(*offset(RAW, 3)):
         assert trace not in output, trace
+
+
+async def test_resending_the_current_cell_is_free_even_when_its_hour_is_over(client, make_person, redis, settings):
+    """The window is full of other cells and mine has aged out of it: sending my current cell again costs
+    nothing (a phone that reports the same place every few minutes is never refused), a new cell is refused."""
+    me = await make_person(level=3)
+    start = region()
+    here = h3.cell_to_latlng(cell_of(offset(start, -30)))  # a cell's centre: 50 m away is the same cell
+    await place(client, me, here)
+    for i in range(settings.location_cells_per_hour - 1):
+        trip = offset(start, 2.0 * i)
+        assert (await client.put(PASSPORT, {"lat": trip[0], "lng": trip[1]}, token=me.token)).status == 200
+    window = keys.location_cells(me.id)
+    entries = await redis.zrange(window, 0, -1, withscores=True)
+    oldest, score = entries[0]  # my position's cell, entered first
+    await redis.zadd(window, {oldest: score - 3700 * 1000})
+    trip = offset(start, 40)
+    assert (await client.put(PASSPORT, {"lat": trip[0], "lng": trip[1]}, token=me.token)).status == 200  # full now
+    assert (await put_location(client, me, offset(here, 0.05, 0.05))).status == 200
+    assert_error(await put_location(client, me, offset(here, 5)), 429, "rate_limited")
