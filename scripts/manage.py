@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"rows per INSERT statement, 1..{MAX_BATCH_SIZE} (default {DEFAULT_BATCH_SIZE})")
     where = robots.add_mutually_exclusive_group()
     where.add_argument("--near", type=_lat_lng, metavar="LAT,LNG",
-                       help="give the robots positions around this point (stored as H3 cells only)")
+                       help="give the robots positions around this point (stored as H3 cells only); "
+                            "write --near=LAT,LNG when LAT is negative")
     where.add_argument("--cities", action="store_true",
                        help="give each robot a position around its own city's centre")
     robots.add_argument("--radius", type=_radius, metavar="KM",

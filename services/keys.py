@@ -20,7 +20,7 @@
 | feed:<id>                   | string | recommendations.CANDIDATES_TTL; the next feed candidates' ids |
 | job:<name>:<period>         | string | 2 periods; the one process that runs a periodic job |
 | rl:<scope>:<identity>       | int    | settings.rate_limit_window from the identity's first request |
-| rl:cells:<id>               | zset   | 1 h after the last cell entered; keyed hashes of the cells <id> entered (never the cells) |
+| rl:cells:<id>               | zset   | 1 h after the last cell entered; keyed hashes of cells entered |
 | invalidate                  | channel | pub/sub: `<cache>\t<key>` of a changed revocation or account (services/local_cache.py) |
 """
 from __future__ import annotations

@@ -17,8 +17,8 @@ from services.phones import normalize_phone
 from services.profiles import age_on
 from h3.api import basic_int as h3
 
-from services.robots import (CITY_CENTRES, Spread, CITIES, ROBOT_PHONE_PREFIX, USER_FIELDS, batch_ids, create_robots, generate_batch,
-                             is_robot_phone, robot_phone)
+from services.robots import (CITIES, CITY_CENTRES, ROBOT_PHONE_PREFIX, USER_FIELDS, Spread, batch_ids,
+                             create_robots, generate_batch, is_robot_phone, robot_phone)
 from tests.conftest import new_phone, server_env
 from tests.support.processes import ROOT
 
@@ -231,3 +231,20 @@ async def test_manage_create_robots(settings, robots_cleanup):
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out = (await proc.communicate())[0].decode()
     assert proc.returncode == 2 and "at most 10000" in out
+
+
+async def test_manage_create_robots_near_a_point(settings, robots_cleanup):
+    from tests.test_manage import manage
+    before = await highest_robot_phone()
+    code, out = await manage(settings, "create-robots", "40", "--near=-78.5,12.25", "--radius", "3")
+    assert code == 0 and "created 40 robots" in out, out
+    rows = await (User.select(User.geo_cell, User.geo_coarse).where(
+        (User.phone > before) & (User.phone <= robot_phone(99_999_999))).tuples().aio_execute())
+    assert len(rows) == 40
+    for cell, parent in rows:
+        assert h3.cell_to_parent(cell, 5) == parent
+        assert h3.great_circle_distance((-78.5, 12.25), h3.cell_to_latlng(cell), unit="km") <= 3.5
+    for bad in (["--near", "91,0"], ["--near", "nan,0"], ["--near", "1"], ["--radius", "3"],
+                ["--cities", "--radius", "0"], ["--near", "1,2", "--cities"]):
+        code, out = await manage(settings, "create-robots", "5", *bad)
+        assert code == 2 and "usage" in out, (bad, out)
