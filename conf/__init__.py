@@ -165,6 +165,7 @@ class Settings(BaseSettings):
     timezone: TimeZone = "Asia/Shanghai"
     daily_like_limit: PositiveInt = 100
     rewind_window: PositiveInt = 300
+    location_cells_per_hour: PositiveInt = 12  # distinct cells a position or passport may enter per sliding hour
 
     message_rate_limit: PositiveInt = 30  # chat messages per minute per user (on whatever rate_limit_enabled says)
     ws_ping_interval: PositiveFloat = 25.0  # seconds between pings of each WebSocket (below nginx's read timeout)

@@ -7,6 +7,7 @@ from handlers.base import BaseHandler
 from handlers.contract import Gender, RequestModel, ShortText, integer, operation
 from handlers.shapes import Profile, PublicUser
 from services.accounts import load_account
+from services.location.positions import search_origin
 from services.profiles import owner_view, public_view, update_profile
 
 Distance = integer(0, 1000)
@@ -59,7 +60,8 @@ class UserHandler(BaseHandler):
     async def get(self, user_id: str) -> None:
         """Anyone's public view: never phone, birthday or preferences."""
         account = await load_account(redis=self.redis, settings=self.settings_obj, user_id=int(user_id))
-        self.ok(public_view(account.user, self.settings_obj))
+        origin = await search_origin((await self.current_account()).user)
+        self.ok(public_view(account.user, self.settings_obj, origin))
 
 
 routes = [

@@ -29,8 +29,8 @@ class Membership(Payload):
     permissions: list[str]
 
 
-class PublicUser(Payload):
-    """Anyone else's view: never phone, birthday or preferences."""
+class UserCard(Payload):
+    """What both views of a user show."""
 
     id: int
     nickname: str
@@ -38,6 +38,12 @@ class PublicUser(Payload):
     age: int | None
     avatar: str | None
     location: str | None
+
+
+class PublicUser(UserCard):
+    """Anyone else's view: never phone, birthday or preferences."""
+
+    distance_km: int | None  # bucketed, between cell centres, from my search origin; null: either has no position
 
 
 class PreferencesView(Payload):
@@ -52,7 +58,7 @@ class PreferencesView(Payload):
     auto_play: bool
 
 
-class Profile(PublicUser):
+class Profile(UserCard):
     """The owner's view of their own profile."""
 
     phone: str

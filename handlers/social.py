@@ -9,6 +9,7 @@ from handlers.contract import Limit, Payload, QueryModel, RequestModel, UserId, 
 from handlers.shapes import Items, Message, Page, PublicUser
 from services import likes, matches, ranking, recommendations, swipes
 from services.accounts import mark_active
+from services.location.positions import search_origin
 from services.profiles import public_view
 
 
@@ -93,7 +94,8 @@ class RecommendationsHandler(BaseHandler):
         await mark_active(redis=self.redis, user_id=account.user.id, local=self.local_caches)
         users = await recommendations.recommend(redis=self.redis, settings=self.settings_obj, account=account,
                                                 limit=query.limit)
-        self.ok({"items": [public_view(user, self.settings_obj) for user in users]})
+        origin = await search_origin(account.user)
+        self.ok({"items": [public_view(user, self.settings_obj, origin) for user in users]})
 
 
 class SwipesHandler(BaseHandler):
@@ -129,8 +131,9 @@ class MatchesHandler(BaseHandler):
                links={"Unmatch": {"operationId": "unmatch", "parameters": {"user_id": "$response.body#/data/items/0/id"}}})
     async def get(self, query: PageQuery) -> None:
         """My matches with their conversations' state, latest activity first."""
+        origin = await search_origin((await self.current_account()).user)
         items, cursor = await matches.list_matches(settings=self.settings_obj, user_id=self.user_id,
-                                                   limit=query.limit, cursor=query.cursor)
+                                                   limit=query.limit, cursor=query.cursor, origin=origin)
         self.ok({"items": items, "next_cursor": cursor})
 
 
@@ -148,8 +151,9 @@ class LikesReceivedHandler(BaseHandler):
     @requires_permission("liked_me")
     async def get(self, query: PageQuery) -> None:
         """Who liked me and is waiting for my answer (VIP)."""
+        origin = await search_origin((await self.current_account()).user)
         items, cursor = await likes.list_likes_received(settings=self.settings_obj, user_id=self.user_id,
-                                                        limit=query.limit, cursor=query.cursor)
+                                                        limit=query.limit, cursor=query.cursor, origin=origin)
         self.ok({"items": items, "next_cursor": cursor})
 
 
@@ -164,7 +168,9 @@ class HotRankingHandler(BaseHandler):
     @operation("getHotRanking", tag="social", summary="Hot ranking", query=RankingQuery, response=HotRanking)
     async def get(self, query: RankingQuery) -> None:
         """The all-time hot list, highest score first."""
-        items = await ranking.top_hot(redis=self.redis, settings=self.settings_obj, limit=query.limit)
+        origin = await search_origin((await self.current_account()).user)
+        items = await ranking.top_hot(redis=self.redis, settings=self.settings_obj, limit=query.limit,
+                                      origin=origin)
         self.ok({"items": items})
 
 

@@ -130,7 +130,7 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             KEY `session_revocation_expiry` (`expires_at`)
         ) {TABLE_OPTIONS}""",
     ]),
-    ("0007_payments", [
+    ("0005_payments", [
         f"""CREATE TABLE IF NOT EXISTS `vip_plan` (
             `id` VARCHAR(32) COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,
             `level` SMALLINT NOT NULL,
@@ -167,6 +167,16 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             KEY `vip_order_pending` (`status`, `created_at`),
             CONSTRAINT `vip_order_status` CHECK (`status` IN ('pending', 'paid', 'closed', 'refunded'))
         ) {TABLE_OPTIONS}""",
+    ]),
+    ("0006_location", [
+        # positions as H3 cells only (services/location); user_near is the feed walk's covering index: a coarse
+        # cell and a gender, newest activity first, with the age and the exact cell checked inside the index
+        "ALTER TABLE `user` ADD COLUMN IF NOT EXISTS `geo_cell` BIGINT NULL, "
+        "ADD COLUMN IF NOT EXISTS `geo_coarse` BIGINT NULL, "
+        "ADD COLUMN IF NOT EXISTS `geo_updated_at` DATETIME(6) NULL, "
+        "ADD COLUMN IF NOT EXISTS `passport_cell` BIGINT NULL",
+        "ALTER TABLE `user` ADD INDEX IF NOT EXISTS `user_near` "
+        "(`geo_coarse`, `gender`, `last_active_at`, `birthday`, `geo_cell`)",
     ]),
 ]
 

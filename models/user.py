@@ -20,6 +20,11 @@ class User(BaseModel):
     updated_at = DateTimeMicroField(default=utcnow)
     last_active_at = DateTimeMicroField(default=utcnow)
     rewind_floor = peewee.BigIntegerField(default=0)  # swipes with id <= this can no longer be rewound
+    # Position, only ever as an H3 cell (services/location): never the coordinates it was snapped from.
+    geo_cell = peewee.BigIntegerField(null=True)    # resolution 8, about 1 km across
+    geo_coarse = peewee.BigIntegerField(null=True)  # its resolution-5 parent: the feed index's first column
+    geo_updated_at = DateTimeMicroField(null=True)
+    passport_cell = peewee.BigIntegerField(null=True)  # anylocation's search origin, resolution 8
 
     class Meta:
         table_name = "user"

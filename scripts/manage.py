@@ -1,5 +1,5 @@
 """Operator commands: ``python scripts/manage.py migrate | grant-vip PHONE LEVEL (--days D | --until TIME)
-| create-robots N [--seed S] [--batch B]``."""
+| create-robots N [--seed S] [--batch B] [--near LAT,LNG --radius KM | --cities [--radius KM]]``."""
 from __future__ import annotations
 
 import argparse
@@ -19,7 +19,8 @@ from models.migrations import migrate  # noqa: E402
 from services import keys  # noqa: E402
 from services.errors import AppError, InvalidParamsError  # noqa: E402
 from services.redis_client import build_redis  # noqa: E402
-from services.robots import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, create_robots, timed_progress  # noqa: E402
+from services.robots import (DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, Spread, create_robots,  # noqa: E402
+                             timed_progress)
 from services.phones import normalize_phone  # noqa: E402
 from services.vip import grant_membership  # noqa: E402
 
@@ -61,8 +62,11 @@ async def run_grant_vip(settings: Settings, args: argparse.Namespace) -> None:
 async def run_create_robots(settings: Settings, args: argparse.Namespace) -> None:
     today = dt.datetime.now(zoneinfo.ZoneInfo(settings.timezone)).date()
     start = time.monotonic()
+    spread = None
+    if args.near is not None or args.cities:
+        spread = Spread(near=args.near, radius_km=args.radius or (CITY_RADIUS_KM if args.cities else NEAR_RADIUS_KM))
     created = await create_robots(count=args.count, seed=args.seed, batch_size=args.batch, today=today,
-                                  progress=timed_progress(lambda line: print(line, flush=True)))
+                                  spread=spread, progress=timed_progress(lambda line: print(line, flush=True)))
     print(f"created {created} robots in {time.monotonic() - start:.1f} s")
 
 
@@ -79,6 +83,29 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
     finally:
         if db.is_connected:
             await db.aio_close()
+
+
+NEAR_RADIUS_KM, CITY_RADIUS_KM = 10.0, 30.0
+
+
+def _lat_lng(raw: str) -> tuple[float, float]:
+    try:
+        lat, lng = (float(part) for part in raw.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LAT,LNG in degrees: {raw}") from None
+    if not (-90 <= lat <= 90 and -180 <= lng <= 180):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"LAT must be within -90..90 and LNG within -180..180: {raw}")
+    return lat, lng
+
+
+def _radius(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {raw}") from None
+    if not 0 < value <= 1000:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 1000 km: {raw}")
+    return value
 
 
 def _positive_int(raw: str, highest: int | None = None) -> int:
@@ -108,7 +135,18 @@ def main(argv: list[str] | None = None) -> int:
     robots.add_argument("--seed", type=int, help="make the generated people repeatable")
     robots.add_argument("--batch", type=lambda raw: _positive_int(raw, MAX_BATCH_SIZE), default=DEFAULT_BATCH_SIZE,
                         help=f"rows per INSERT statement, 1..{MAX_BATCH_SIZE} (default {DEFAULT_BATCH_SIZE})")
+    where = robots.add_mutually_exclusive_group()
+    where.add_argument("--near", type=_lat_lng, metavar="LAT,LNG",
+                       help="give the robots positions around this point (stored as H3 cells only); "
+                            "write --near=LAT,LNG when LAT is negative")
+    where.add_argument("--cities", action="store_true",
+                       help="give each robot a position around its own city's centre")
+    robots.add_argument("--radius", type=_radius, metavar="KM",
+                        help=f"how far from the centre (default {NEAR_RADIUS_KM:g} with --near, "
+                             f"{CITY_RADIUS_KM:g} with --cities)")
     args = parser.parse_args(argv)
+    if args.command == "create-robots" and args.radius is not None and args.near is None and not args.cities:
+        parser.error("--radius needs --near or --cities")
     settings = load_settings_or_exit("manage.py")
     warnings.filterwarnings("ignore", module="aiomysql")
     try:

@@ -20,6 +20,7 @@
 | feed:<id>                   | string | recommendations.CANDIDATES_TTL; the next feed candidates' ids |
 | job:<name>:<period>         | string | 2 periods; the one process that runs a periodic job |
 | rl:<scope>:<identity>       | int    | settings.rate_limit_window from the identity's first request |
+| rl:cells:<id>               | zset   | 1 h after the last cell entered; keyed hashes of cells entered |
 | invalidate                  | channel | pub/sub: `<cache>\t<key>` of a changed revocation or account (services/local_cache.py) |
 | events:<id>                 | stream | chat.events.STREAM_TTL after its newest entry, ~STREAM_LENGTH entries; a user's events |
 | events                      | channel | pub/sub: `<user id>\t<event id>\t<event json>` of every published event |
@@ -102,6 +103,10 @@ def job_run(name: str, period: int) -> str:
 
 def rate_limit(scope: str, identity: str) -> str:
     return f"{_prefix}rl:{scope}:{identity}"
+
+
+def location_cells(user_id: int) -> str:
+    return f"{_prefix}rl:cells:{user_id}"
 
 
 def invalidation_channel() -> str:

@@ -24,8 +24,9 @@ async def count_likes_received(*, user_id: int) -> int:
     return await _pending_likes(user_id).aio_count()
 
 
-async def list_likes_received(*, settings: Settings, user_id: int, limit: int,
-                              cursor: str | None) -> tuple[list[dict], str | None]:
+async def list_likes_received(*, settings: Settings, user_id: int, limit: int, cursor: str | None,
+                              origin: int | None = None) -> tuple[list[dict], str | None]:
+    """``origin``: my search origin, for each item's ``distance_km``."""
     query = _pending_likes(user_id)
     if cursor:
         position = decode_cursor(settings, cursor)
@@ -34,7 +35,7 @@ async def list_likes_received(*, settings: Settings, user_id: int, limit: int,
     rows = list(await query.order_by(Swipe.created_at.desc(), Swipe.id.desc()).limit(limit + 1).aio_execute())
     page, more = rows[:limit], len(rows) > limit
     users = await load_users([row.user_id for row in page])
-    items = [{**public_view(users[row.user_id], settings), "action": ACTION_NAMES[row.action],
+    items = [{**public_view(users[row.user_id], settings, origin), "action": ACTION_NAMES[row.action],
               "swiped_at": row.created_at.replace(tzinfo=dt.timezone.utc)}
              for row in page if row.user_id in users]
     next_cursor = (encode_cursor(settings, {"at": page[-1].created_at.isoformat(), "id": page[-1].id})

@@ -36,8 +36,9 @@ def _utc(moment: dt.datetime) -> dt.datetime:
     return moment.replace(tzinfo=dt.timezone.utc)
 
 
-async def list_matches(*, settings: Settings, user_id: int, limit: int,
-                       cursor: str | None) -> tuple[list[dict], str | None]:
+async def list_matches(*, settings: Settings, user_id: int, limit: int, cursor: str | None,
+                       origin: int | None = None) -> tuple[list[dict], str | None]:
+    """``origin``: my search origin, for each item's ``distance_km``."""
     params: dict[str, Any] = {"me": user_id, "n": limit + 1}
     if cursor:
         position = decode_cursor(settings, cursor)
@@ -46,7 +47,7 @@ async def list_matches(*, settings: Settings, user_id: int, limit: int,
     page, more = rows[:limit], len(rows) > limit
     users = await load_users([row[1] for row in page])
     newest = await chat.last_messages([(row[0], row[4]) for row in page])
-    items = [{**public_view(users[other], settings), "matched_at": _utc(created_at),
+    items = [{**public_view(users[other], settings, origin), "matched_at": _utc(created_at),
               "last_message": newest.get(match_id), "unread_count": max(0, last_seq - my_read),
               "read_seq": their_read}
              for match_id, other, created_at, _active, last_seq, my_read, their_read in page if other in users]

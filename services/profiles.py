@@ -14,6 +14,7 @@ from models.base import utcnow
 from services import vip
 from services.accounts import Account, changing_account, load_account
 from services.errors import ConflictError, InvalidParamsError
+from services.location.cells import distance_km
 from services.phones import mask_phone
 
 GENDERS = ("male", "female")
@@ -39,15 +40,23 @@ def avatar_url(settings: Settings, key: str | None) -> str | None:
     return f"{base.rstrip('/')}/{key}"
 
 
-def public_view(user: User, settings: Settings) -> dict:
+def _card(user: User, settings: Settings) -> dict:
     return {"id": user.id, "nickname": user.nickname, "gender": user.gender,
             "age": age_on(user.birthday, today(settings)), "avatar": avatar_url(settings, user.avatar_key),
             "location": user.location}
 
 
+def public_view(user: User, settings: Settings, origin: int | None = None) -> dict:
+    """``origin``: the viewer's search origin (``location.search_origin``), which ``distance_km`` is measured
+    from to the user's own position."""
+    view = _card(user, settings)
+    view["distance_km"] = distance_km(origin, user.geo_cell)
+    return view
+
+
 async def owner_view(account: Account, settings: Settings) -> dict:
     user, prefs = account.user, account.prefs
-    view = public_view(user, settings)
+    view = _card(user, settings)
     view.update({
         "phone": mask_phone(user.phone), "birthday": user.birthday, "vip": await vip.membership_view(user),
         "preferences": {name: getattr(prefs, name) for name in PREFERENCE_FIELDS},

@@ -1,5 +1,6 @@
 """Request-rate limits: per client IP for anonymous requests, per user (more for VIPs) once authenticated, and a
-tight per-IP scope for code verification.
+tight per-IP scope for code verification; and windows of distinct members (``admit_distinct``: the location
+cell budget), which fail closed.
 
 Each identity gets a window that opens at its first request and lasts ``SWIPER_RATE_LIMIT_WINDOW`` seconds; one
 Lua script counts and reads the window's time left, so concurrent requests can never let more than the limit
@@ -25,6 +26,27 @@ if used == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
 return {used, ttl}
+"""
+
+
+# Distinct members per sliding window (the location cell budget): a member seen within the window is free and
+# moves to the window's end; a new one is refused once the window holds ``limit``. Redis's clock, so every
+# process agrees.
+_DISTINCT = """
+local now = redis.call('TIME')
+now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local window, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local known = redis.call('ZSCORE', KEYS[1], ARGV[3])
+local used = redis.call('ZCARD', KEYS[1])
+if not known and used >= limit then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {0, used, tonumber(oldest[2]) + window - now}
+end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], window)
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {1, redis.call('ZCARD', KEYS[1]), tonumber(oldest[2]) + window - now}
 """
 
 
@@ -78,6 +100,19 @@ async def check(*, redis: Redis, fallback: LocalWindows, scope: str, identity: s
     verdict = Verdict(limit=limit, remaining=max(0, limit - int(used)), reset=reset, allowed=int(used) <= limit)
     if not verdict.allowed:
         error = RateLimitedError(reset, "Too many requests; slow down.", data={"scope": scope})
+        error.headers.update(verdict.headers())
+        raise error
+    return verdict
+
+
+async def admit_distinct(*, redis: Redis, key: str, member: str, limit: int, window: int, scope: str) -> Verdict:
+    """Let ``member`` into a sliding window of at most ``limit`` distinct members (seen ones are free); raises 429
+    with ``Retry-After`` (until the oldest member leaves) over the limit. Fails closed: without Redis, 503."""
+    allowed, used, wait_ms = await redis.eval(_DISTINCT, 1, key, window * 1000, limit, member)
+    reset = max(1, -(-int(wait_ms) // 1000))
+    verdict = Verdict(limit=limit, remaining=max(0, limit - int(used)), reset=reset, allowed=bool(int(allowed)))
+    if not verdict.allowed:
+        error = RateLimitedError(reset, "Too many new places this hour; try again later.", data={"scope": scope})
         error.headers.update(verdict.headers())
         raise error
     return verdict

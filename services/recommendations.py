@@ -13,6 +13,11 @@ in one statement that applies the whole filter again, my swipes included (one un
 a page is exact about who may appear even when the list is older than my latest swipes or their latest edits.
 What the list can miss for up to ``CANDIDATES_TTL`` seconds: people who became active, or matching, since the walk.
 The walk runs again when the list is used up, when it expires, and when my filter changes.
+
+With a search origin (my position, or my passport: ``services.location``) the feed is by distance instead of by
+city: people with a position whose ``distance_km`` from my origin lies in my ``min_distance..max_distance``,
+walked by ``services.location.nearby`` (nearest rings first, then the most recently active); the list, the pages
+and their re-check work the same way, the re-check comparing each candidate's current cell with the range.
 """
 from __future__ import annotations
 
@@ -28,19 +33,24 @@ from conf import Settings
 from models import Swipe, User, db
 from services import keys, vip
 from services.accounts import Account
+from services.location import nearby
+from services.location.cells import distance_km
+from services.location.positions import search_origin
 from services.profiles import GENDERS, today
 
 CANDIDATES = 100
 CANDIDATES_TTL = 30
 CHUNK = 20  # candidates checked per statement: rows cost more to decode than a round trip
-PAGE_COLUMNS = ("id", "nickname", "gender", "birthday", "avatar_key", "location")
+PAGE_COLUMNS = ("id", "nickname", "gender", "birthday", "avatar_key", "location", "geo_cell")
 # The page: candidates by primary key, the filter applied again, my swipes left out by a probe of swipe_pair.
 _PAGE_SQL = """
-SELECT u.id, u.nickname, u.gender, u.birthday, u.avatar_key, u.location FROM user AS u
+SELECT u.id, u.nickname, u.gender, u.birthday, u.avatar_key, u.location, u.geo_cell FROM user AS u
 LEFT JOIN swipe AS s ON s.user_id = %s AND s.target_id = u.id
-WHERE u.id IN ({ids}) AND s.user_id IS NULL AND u.id != %s AND u.location = %s AND u.gender IN ({genders})
+WHERE u.id IN ({ids}) AND s.user_id IS NULL AND u.id != %s AND {place} AND u.gender IN ({genders})
   AND u.birthday BETWEEN %s AND %s
 """
+_IN_CITY = "u.location = %s"
+_POSITIONED = "u.geo_cell IS NOT NULL"  # the distance itself is compared in Python, with distance_km
 
 
 def _years_before(day: dt.date, years: int) -> dt.date:
@@ -57,9 +67,20 @@ class FeedFilter:
     genders: tuple[str, ...]
     oldest_birthday: dt.date
     youngest_birthday: dt.date
+    origin: int | None = None  # a search origin: by distance from it, whatever the city
+    min_km: int = 0
+    max_km: int = 0
 
     def fingerprint(self) -> str:
-        return f"{self.city}|{','.join(self.genders)}|{self.oldest_birthday}|{self.youngest_birthday}"
+        place = f"@{self.origin}:{self.min_km}-{self.max_km}" if self.origin is not None else self.city
+        return f"{place}|{','.join(self.genders)}|{self.oldest_birthday}|{self.youngest_birthday}"
+
+    def in_range(self, cell: int | None) -> bool:
+        """Whether someone in ``cell`` may be shown: by their bucket from my origin (the city feed: anyone)."""
+        if self.origin is None:
+            return True
+        km = distance_km(self.origin, cell)
+        return km is not None and self.min_km <= km <= self.max_km
 
     def where(self) -> peewee.Expression:
         """The filter as a WHERE clause, for the walk."""
@@ -70,18 +91,20 @@ class FeedFilter:
 
 
 async def feed_filter(account: Account, settings: Settings) -> FeedFilter | None:
-    """Whom my feed may show, or None when I have no city to search in."""
+    """Whom my feed may show, or None when I have neither a search origin nor a city to search in."""
     me, prefs = account.user, account.prefs
-    city = me.location
-    if prefs.location and await vip.has_permission(me, "anylocation"):
+    origin = await search_origin(me)
+    city = me.location or ""
+    if origin is None and prefs.location and await vip.has_permission(me, "anylocation"):
         city = prefs.location
-    if not city:
+    if origin is None and not city:
         return None
     day = today(settings)
-    return FeedFilter(me=me.id, city=city,
+    return FeedFilter(me=me.id, city="" if origin is not None else city,
                       genders=(prefs.dating_gender,) if prefs.dating_gender else tuple(GENDERS),
                       oldest_birthday=_years_before(day, prefs.max_dating_age + 1) + dt.timedelta(days=1),
-                      youngest_birthday=_years_before(day, prefs.min_dating_age))
+                      youngest_birthday=_years_before(day, prefs.min_dating_age),
+                      origin=origin, min_km=prefs.min_distance, max_km=prefs.max_distance)
 
 
 async def _fetchall(_db: Any, cursor: Any) -> list[tuple]:
@@ -92,16 +115,24 @@ async def _eligible_rows(feed: FeedFilter, ids: list[int]) -> dict[int, tuple]:
     """Those of ``ids`` the feed may show now, as rows of ``PAGE_COLUMNS``."""
     if not ids:
         return {}
-    sql = _PAGE_SQL.format(ids=",".join(["%s"] * len(ids)), genders=",".join(["%s"] * len(feed.genders)))
-    params = (feed.me, *ids, feed.me, feed.city, *feed.genders, feed.oldest_birthday, feed.youngest_birthday)
-    return {row[0]: row for row in await db.aio_execute_sql(sql, params, fetch_results=_fetchall)}
+    place, city = (_IN_CITY, (feed.city,)) if feed.origin is None else (_POSITIONED, ())
+    sql = _PAGE_SQL.format(ids=",".join(["%s"] * len(ids)), place=place,
+                           genders=",".join(["%s"] * len(feed.genders)))
+    params = (feed.me, *ids, feed.me, *city, *feed.genders, feed.oldest_birthday, feed.youngest_birthday)
+    rows = await db.aio_execute_sql(sql, params, fetch_results=_fetchall)
+    return {row[0]: row for row in rows if feed.in_range(row[-1])}
 
 
-async def _walk(feed: FeedFilter, exclude: list[int]) -> list[int]:
-    """The next candidates, most recently active first. Ids only, so the walk stays inside ``user_feed``."""
+async def _walk(feed: FeedFilter, exclude: list[int]) -> tuple[list[int], bool]:
+    """The next candidates in feed order, and whether that is everyone. Ids only, so the walk stays in an index."""
+    if feed.origin is not None:
+        return await nearby.walk(origin=feed.origin, min_km=feed.min_km, max_km=feed.max_km, me=feed.me,
+                                 genders=feed.genders, oldest=feed.oldest_birthday,
+                                 youngest=feed.youngest_birthday, exclude=exclude, limit=CANDIDATES)
     where = feed.where() & User.id.not_in(exclude) if exclude else feed.where()
     query = User.select(User.id).where(where).order_by(User.last_active_at.desc()).limit(CANDIDATES)
-    return [row.id for row in await query.aio_execute()]
+    walked = [row.id for row in await query.aio_execute()]
+    return walked, len(walked) < CANDIDATES
 
 
 def _stored(raw: str | None, feed: FeedFilter) -> tuple[list[int], bool] | None:
@@ -160,8 +191,8 @@ async def recommend(*, redis: Redis, settings: Settings, account: Account, limit
         if len(page) + len(fresh) >= limit or complete:  # enough, or nobody else to find
             return _users(page + fresh)
     if len(page) < limit:
-        walked = await _walk(feed, list(shown))
-        await redis.set(key, _candidates_value(feed, walked, len(walked) < CANDIDATES), ex=CANDIDATES_TTL)
+        walked, complete = await _walk(feed, list(shown))
+        await redis.set(key, _candidates_value(feed, walked, complete), ex=CANDIDATES_TTL)
         rows = await _eligible_rows(feed, walked[:limit - len(page)])
         page += [rows[user_id] for user_id in walked[:limit - len(page)] if user_id in rows]
     return _users(page)

@@ -8,6 +8,10 @@ Phones: every robot has a phone in the mainland number segment 154, which no car
 a robot can never take the number of a real person (who would then log into the robot's account). The 8 digits
 after the prefix count up from the highest robot phone already stored, so repeated runs never collide.
 
+Positions (``--near LAT,LNG --radius KM``, or ``--cities``: around each robot's own city's centre): drawn at
+random within the radius, denser towards the centre, and stored only as their H3 cells (``services.location``),
+like any user's.
+
 Ids: with InnoDB's ``innodb_autoinc_lock_mode`` 0 or 1 (1 is the default) a multi-row INSERT of known size gets
 consecutive ids starting at ``LAST_INSERT_ID()``, in the order of its rows. Each batch checks that this held (one
 count over the primary-key range) and otherwise reads its ids back by phone, so a server in lock mode 2
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +32,7 @@ from peewee import SQL, fn
 
 from models import Preferences, User, db
 from models.base import utcnow
+from services.location.cells import coarse, snap
 
 ROBOT_PHONE_PREFIX = "154"
 _PHONE_DIGITS = 8  # after the prefix
@@ -68,6 +74,22 @@ GIVEN_NAMES: dict[str, tuple[str, str, str]] = {
 CITIES: tuple[tuple[str, float], ...] = (
     ("北京", 16), ("上海", 16), ("深圳", 13), ("广州", 12), ("成都", 11), ("杭州", 10), ("武汉", 8), ("南京", 7),
 )
+# Where each city is (WGS-84 city centres), for robots given positions by their city.
+CITY_CENTRES: dict[str, tuple[float, float]] = {
+    "北京": (39.9042, 116.4074), "上海": (31.2304, 121.4737), "深圳": (22.5431, 114.0579),
+    "广州": (23.1291, 113.2644), "成都": (30.5728, 104.0668), "杭州": (30.2741, 120.1551),
+    "武汉": (30.5928, 114.3055), "南京": (32.0603, 118.7969),
+}
+assert set(CITY_CENTRES) == {name for name, _ in CITIES}
+KM_PER_DEGREE = 111.195
+
+
+class Spread(NamedTuple):
+    """Where robots get positions: around ``near`` (or, if None, their own city's centre) within ``radius_km``."""
+    near: tuple[float, float] | None
+    radius_km: float
+
+
 # Relative weight of each age 18..45: dating apps skew to the twenties.
 AGE_WEIGHTS: tuple[float, ...] = (2, 3, 4, 5, 7, 7, 7, 7, 7, 6, 6, 6, 6, 4, 4, 4, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 1)
 assert len(AGE_WEIGHTS) == MAX_AGE - MIN_AGE + 1
@@ -92,6 +114,9 @@ class RobotUser(NamedTuple):
     created_at: dt.datetime
     updated_at: dt.datetime
     last_active_at: dt.datetime
+    geo_cell: int | None = None
+    geo_coarse: int | None = None
+    geo_updated_at: dt.datetime | None = None
 
 
 class RobotPrefs(NamedTuple):
@@ -113,7 +138,8 @@ class Robot(NamedTuple):
 
 
 USER_FIELDS = [User.phone, User.nickname, User.gender, User.birthday, User.location, User.vip_level,
-               User.created_at, User.updated_at, User.last_active_at]
+               User.created_at, User.updated_at, User.last_active_at, User.geo_cell, User.geo_coarse,
+               User.geo_updated_at]
 PREFS_FIELDS = [Preferences.user, Preferences.dating_gender, Preferences.location, Preferences.min_distance,
                 Preferences.max_distance, Preferences.min_dating_age, Preferences.max_dating_age,
                 Preferences.vibration, Preferences.only_match, Preferences.auto_play]
@@ -141,6 +167,14 @@ def _years_before(day: dt.date, years: int) -> dt.date:
 
 def _clamp(value: int, low: int, high: int) -> int:
     return max(low, min(high, value))
+
+
+def random_cell(rng: random.Random, centre: tuple[float, float], radius_km: float) -> int:
+    """The cell of a random point within ``radius_km`` of ``centre``, denser towards the centre (like a city)."""
+    distance, bearing = radius_km * rng.random(), rng.random() * 2 * math.pi
+    lat = centre[0] + distance * math.cos(bearing) / KM_PER_DEGREE
+    lng = centre[1] + distance * math.sin(bearing) / (KM_PER_DEGREE * math.cos(math.radians(centre[0])))
+    return snap(max(-90.0, min(90.0, lat)), (lng + 180.0) % 360.0 - 180.0)
 
 
 def _name(rng: random.Random, gender: str) -> str:
@@ -176,7 +210,7 @@ def unique_nickname(rng: random.Random, name: str, birthday: dt.date, taken: set
 
 
 def generate_batch(rng: random.Random, *, first_phone: int, count: int, now: dt.datetime, today: dt.date,
-                   taken: set[str]) -> list[Robot]:
+                   taken: set[str], spread: Spread | None = None) -> list[Robot]:
     """``count`` robots with phones ``robot_phone(first_phone)`` onwards (ascending), touching no database.
 
     ``now`` is naive UTC (as every DATETIME column stores it); ``today`` the calendar date ages are counted from.
@@ -208,9 +242,12 @@ def generate_batch(rng: random.Random, *, first_phone: int, count: int, now: dt.
         else:
             low, high = age - rng.randint(0, 4), age + rng.randint(2, 10)
         low, high = _clamp(low, 18, 100), _clamp(high, 18, 100)
+        cell = None
+        if spread is not None:
+            cell = random_cell(rng, spread.near or CITY_CENTRES[city], spread.radius_km)
         robots.append(Robot(
             RobotUser(robot_phone(first_phone + i), nickname, gender, birthday, city, 0, created, updated,
-                      last_active),
+                      last_active, cell, coarse(cell) if cell else None, updated if cell else None),
             RobotPrefs(_OTHER[gender] if random_() < 0.93 else gender, city, 1, 10, min(low, high), max(low, high),
                        True, True, True),
         ))
@@ -286,13 +323,13 @@ def _retryable(exc: peewee.DatabaseError) -> bool:
 
 
 async def create_robots(*, count: int, seed: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-                        today: dt.date | None = None,
+                        today: dt.date | None = None, spread: Spread | None = None,
                         progress: Callable[[int, int], None] | None = None) -> int:
     """Add ``count`` robot users with their preferences; return how many were created.
 
     ``seed`` makes the names, genders, ages, cities and times repeatable (phones always continue from the
     stored ones). ``today`` is the date ages are counted from (default: the local date; robots keep a day's
-    margin anyway). ``progress(created, count)`` is called after each batch.
+    margin anyway). ``spread`` gives them positions. ``progress(created, count)`` is called after each batch.
     """
     if count < 0 or not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise ValueError(f"count must be >= 0 and batch_size 1..{MAX_BATCH_SIZE}")
@@ -306,7 +343,8 @@ async def create_robots(*, count: int, seed: int | None = None, batch_size: int 
             # Cheap (the index answers it), and keeps a concurrent run from colliding batch after batch.
             next_phone = max(next_phone, await _next_phone_number())
             now = utcnow()
-            robots = generate_batch(rng, first_phone=next_phone, count=n, now=now, today=today, taken=taken)
+            robots = generate_batch(rng, first_phone=next_phone, count=n, now=now, today=today, taken=taken,
+                                    spread=spread)
             robots = await _fix_taken_nicknames(rng, robots, taken)
             try:
                 await _insert_batch(robots)

@@ -26,6 +26,7 @@ from services import keys, quotas, vip
 from services.accounts import Account, load_users
 from services.chat import messages as chat
 from services.chat.events import EventPublisher
+from services.location.positions import search_origin
 from services.profiles import public_view
 from services.errors import ConflictError, NotFoundError
 
@@ -176,10 +177,11 @@ async def record_swipe(*, redis: Redis, settings: Settings, events: EventPublish
 
 async def _announce_match(*, events: EventPublisher, settings: Settings, me: User, target_id: int) -> None:
     """Both get a ``match`` event with the other's public view (after the commit; best effort like every event)."""
-    users = await load_users([target_id])
-    if target_id in users:
-        await events.publish_many([(me.id, {"type": "match", "user": public_view(users[target_id], settings)}),
-                                   (target_id, {"type": "match", "user": public_view(me, settings)})])
+    target = (await load_users([target_id])).get(target_id)
+    if target is not None:  # each sees the other's distance from their own search origin
+        await events.publish_many([
+            (me.id, {"type": "match", "user": public_view(target, settings, await search_origin(me))}),
+            (target_id, {"type": "match", "user": public_view(me, settings, await search_origin(target))})])
 
 
 async def rewind_last_swipe(*, redis: Redis, settings: Settings, events: EventPublisher, account: Account) -> int:

@@ -175,7 +175,7 @@ async def test_public_view_hides_private_fields(client, sms_stub, user):
     other = await login(client, sms_stub)
     resp = await client.get(f"/api/v1/users/{user.user_id}", token=other.access_token)
     assert resp.status == 200
-    assert set(resp.data) == {"id", "nickname", "gender", "age", "avatar", "location"}
+    assert set(resp.data) == {"id", "nickname", "gender", "age", "avatar", "location", "distance_km"}
     assert resp.data["gender"] == "male" and resp.data["age"] >= 35
     assert user.phone[-4:] not in resp.body.decode()
 

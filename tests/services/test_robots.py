@@ -14,8 +14,10 @@ from models import Preferences, User, db
 from models.base import utcnow
 from services.phones import normalize_phone
 from services.profiles import age_on
-from services.robots import (CITIES, ROBOT_PHONE_PREFIX, USER_FIELDS, batch_ids, create_robots, generate_batch,
-                             is_robot_phone, robot_phone)
+from h3.api import basic_int as h3
+
+from services.robots import (CITIES, CITY_CENTRES, ROBOT_PHONE_PREFIX, USER_FIELDS, Spread, batch_ids,
+                             create_robots, generate_batch, is_robot_phone, robot_phone)
 from tests.conftest import new_phone, server_env
 from tests.support.dates import server_today
 from tests.support.processes import ROOT
@@ -28,7 +30,9 @@ def check_robot(user: tuple, prefs: tuple, *, today: dt.date, now: dt.datetime) 
     """One robot's user row ``(phone, nickname, gender, birthday, location, vip_level, created_at, updated_at,
     last_active_at)`` and preferences ``(dating_gender, location, min_distance, max_distance, min_dating_age,
     max_dating_age, vibration, only_match, auto_play)`` are what a realistic person would have."""
-    phone, nickname, gender, birthday, location, vip_level, created, updated, last_active = user
+    phone, nickname, gender, birthday, location, vip_level, created, updated, last_active, *position = user
+    assert position in ([], [None, None, None]) or (position[1] == h3.cell_to_parent(position[0], 5)
+                                                   and position[2] == updated)
     assert normalize_phone(phone) == phone and is_robot_phone(phone)
     assert NAME.fullmatch(nickname), nickname
     assert gender in ("male", "female") and location in CITY_NAMES and vip_level == 0
@@ -41,6 +45,27 @@ def check_robot(user: tuple, prefs: tuple, *, today: dt.date, now: dt.datetime) 
     assert (min_distance, max_distance) == (1, 10) and all(flags)
     # Around their own age: this also proves each preferences row belongs to its own user.
     assert 18 <= min_age <= age_on(birthday, today) <= max_age <= 100, (birthday, min_age, max_age)
+
+
+def test_robots_get_positions_as_cells_near_a_point_or_their_city():
+    today, now = dt.date(2027, 5, 1), dt.datetime(2027, 5, 1, 4, 30)
+    centre = (31.2304, 121.4737)
+    near = generate_batch(random.Random(5), first_phone=1, count=2000, now=now, today=today, taken=set(),
+                          spread=Spread(near=centre, radius_km=12))
+    cells = [r.user.geo_cell for r in near]
+    assert all(h3.get_resolution(c) == 8 and h3.cell_to_parent(c, 5) == r.user.geo_coarse
+               for c, r in zip(cells, near))
+    distances = [h3.great_circle_distance(centre, h3.cell_to_latlng(c), unit="km") for c in cells]
+    assert max(distances) <= 12.5 and min(distances) < 1 and len(set(cells)) > 300
+    inner, outer = sum(d < 4 for d in distances) / 4 ** 2, sum(8 <= d < 12 for d in distances) / (12 ** 2 - 8 ** 2)
+    assert inner > 2 * outer  # more people per km² towards the centre
+    spread = generate_batch(random.Random(5), first_phone=1, count=2000, now=now, today=today, taken=set(),
+                            spread=Spread(near=None, radius_km=30))
+    for robot in spread:
+        home = CITY_CENTRES[robot.user.location]
+        assert h3.great_circle_distance(home, h3.cell_to_latlng(robot.user.geo_cell), unit="km") <= 30.5
+    plain = generate_batch(random.Random(5), first_phone=1, count=10, now=now, today=today, taken=set())
+    assert {(r.user.geo_cell, r.user.geo_coarse, r.user.geo_updated_at) for r in plain} == {(None, None, None)}
 
 
 def check_population(users: list[tuple], prefs: list[tuple]) -> None:
@@ -202,3 +227,20 @@ async def test_manage_create_robots(settings, robots_cleanup):
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out = (await proc.communicate())[0].decode()
     assert proc.returncode == 2 and "at most 10000" in out
+
+
+async def test_manage_create_robots_near_a_point(settings, robots_cleanup):
+    from tests.test_manage import manage
+    before = await highest_robot_phone()
+    code, out = await manage(settings, "create-robots", "40", "--near=-78.5,12.25", "--radius", "3")
+    assert code == 0 and "created 40 robots" in out, out
+    rows = await (User.select(User.geo_cell, User.geo_coarse).where(
+        (User.phone > before) & (User.phone <= robot_phone(99_999_999))).tuples().aio_execute())
+    assert len(rows) == 40
+    for cell, parent in rows:
+        assert h3.cell_to_parent(cell, 5) == parent
+        assert h3.great_circle_distance((-78.5, 12.25), h3.cell_to_latlng(cell), unit="km") <= 3.5
+    for bad in (["--near", "91,0"], ["--near", "nan,0"], ["--near", "1"], ["--radius", "3"],
+                ["--cities", "--radius", "0"], ["--near", "1,2", "--cities"]):
+        code, out = await manage(settings, "create-robots", "5", *bad)
+        assert code == 2 and "usage" in out, (bad, out)
