@@ -159,6 +159,9 @@ class EventsHandler(BaseHandler, websocket.WebSocketHandler):
         await websocket.WebSocketHandler.get(self)
 
     async def open(self, *args: Any, **kwargs: Any) -> None:
+        if self.in_flight.draining:  # upgraded after the drain closed the others: go elsewhere at once
+            self.close(1012, "service restart")
+            return
         self.feed = Feed(user_id=self.user_id, writer=self, publisher=self.events)
         self.hub.attach(self.feed)
         await self.feed.start(self.after)

@@ -93,13 +93,17 @@ class EventPublisher:
         return list(ids)
 
     async def settle_debts(self) -> None:
-        """Once Redis answers again: a resync marker to every user whose events were lost."""
+        """Once Redis answers again: a resync marker to every user whose events were lost. Pooled connections
+        that died with the outage fail once each, so this tries again (with a growing pause) until all are out."""
+        pause = 0.1
         while self.owed_resync:
             users = list(self.owed_resync)
             self.owed_resync.clear()
             ids = await self.publish_many((user_id, {"type": "resync"}) for user_id in users)
-            if any(i is None for i in ids):
-                return  # still down: publish_many put them back on the list
+            if any(i is None for i in ids):  # still failing: publish_many put them back on the list
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+                continue
             log.info("resync markers published for %d users", len(users))
 
     def settle_debts_soon(self) -> None:

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from conf import load_settings  # noqa: E402
-from models import User, db, init_db  # noqa: E402
+from models import Match, User, db, init_db  # noqa: E402
+from models.base import utcnow  # noqa: E402
 from services import keys, tokens  # noqa: E402
 from services.accounts import find_or_register, forget_account  # noqa: E402
 from services.redis_client import build_redis  # noqa: E402
@@ -31,7 +32,7 @@ from tests.ops.stack import read_env_file  # noqa: E402
 warnings.filterwarnings("ignore", module="aiomysql")
 
 
-async def seed(env_file: Path, swipers: int, targets: int) -> dict:
+async def seed(env_file: Path, swipers: int, targets: int, pairs: int = 0) -> dict:
     settings = load_settings(read_env_file(env_file))
     keys.configure(settings.redis_prefix)
     init_db(settings)
@@ -49,7 +50,19 @@ async def seed(env_file: Path, swipers: int, targets: int) -> dict:
             await forget_account(redis=redis, user_id=user_id)
             pair = await tokens.start_session(redis=redis, settings=settings, user_id=user_id)
             out.append({"id": user_id, "token": pair.access_token})
-        return {"swipers": out, "targets": target_ids}
+        matched = []
+        for i in range(pairs):  # matched people, for the chat load (their match row is their conversation)
+            people = []
+            for side in (0, 1):
+                user_id, _ = await find_or_register(phone=f"136{(base * 100 + 2 * i + side) % 10**8:08d}")
+                session = await tokens.start_session(redis=redis, settings=settings, user_id=user_id)
+                people.append({"id": user_id, "token": session.access_token})
+            low, high = sorted(p["id"] for p in people)
+            now = utcnow()
+            await Match.insert(user_a=low, user_b=high, created_at=now, last_activity_at=now).on_conflict_ignore(
+            ).aio_execute()
+            matched.append(people)
+        return {"swipers": out, "targets": target_ids, "pairs": matched}
     finally:
         await redis.aclose()
         if db.is_connected:
@@ -61,8 +74,9 @@ def main() -> None:
     parser.add_argument("env_file", type=Path)
     parser.add_argument("--swipers", type=int, default=20)
     parser.add_argument("--targets", type=int, default=200)
+    parser.add_argument("--pairs", type=int, default=0, help="matched pairs (chat load)")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(seed(args.env_file, args.swipers, args.targets))))
+    print(json.dumps(asyncio.run(seed(args.env_file, args.swipers, args.targets, args.pairs))))
 
 
 if __name__ == "__main__":

@@ -23,11 +23,15 @@ from pathlib import Path
 
 import pytest
 from redis import Redis
+from tornado.httpclient import HTTPClientError
 
 from tests.conftest import TEST_REDIS, scratch_database
 from tests.ops.load import Connection, Request, run_load, summarize
 from tests.ops.stack import ROOT, Deployment, clean_env
 from tests.ops.workload import ProfileWorkload, Workload, answered_writes, seed, stored_writes
+from tests.support.client import Client
+from tests.support.events import EventSocket
+from tests.support.keepalive import KeepAliveConnection
 
 OPS_ID = secrets.token_hex(4)
 
@@ -44,7 +48,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, ops_database: str) -> Deploy
     dep = Deployment(tmp_path_factory.mktemp("ops"), {
         "SWIPER_ENV": "test", "SWIPER_MYSQL_URL": ops_database, "SWIPER_REDIS_URL": TEST_REDIS,
         "SWIPER_REDIS_PREFIX": prefix, "SWIPER_RATE_LIMIT_ENABLED": "false",
-        "SWIPER_JWT_SECRET": "ops-test-secret-" + OPS_ID * 8,
+        "SWIPER_JWT_SECRET": "ops-test-secret-" + OPS_ID * 8, "SWIPER_MESSAGE_RATE_LIMIT": "100000",
     }, procs=2)
     dep.prepare()
     try:
@@ -279,7 +283,8 @@ def test_the_https_block_renders_and_passes_nginx_t(tmp_path: Path) -> None:
     assert check.returncode == 0, check.stderr
     site = subprocess.run(["bash", str(ROOT / "scripts" / "lib" / "nginx.sh"), "site"], env=env,
                           capture_output=True, text=True, check=True).stdout
-    assert site.lstrip().startswith("# Swiper") and "events" not in site and "upstream swiper" in site
+    assert site.lstrip().startswith("# Swiper") and "upstream swiper" in site
+    assert not re.search(r"^\s*(events|worker_\w+)\b", site, re.M)  # the main context stays the host's
 
 
 def test_restart_stops_with_a_report_when_a_process_does_not_come_back(stack: Deployment) -> None:
@@ -297,3 +302,99 @@ def test_restart_stops_with_a_report_when_a_process_does_not_come_back(stack: De
     again = stack.script("restart.sh")  # fixed: the operator runs it again
     assert again.returncode == 0, again.stdout + again.stderr
     assert [stack.ready(n) for n in (1, 2)] == [200, 200]
+
+
+async def test_errors_keep_the_keep_alive_connection_usable_through_nginx(stack: Deployment, seeded: dict) -> None:
+    """Issue 10, item 7, as clients meet it: one kept-alive connection to nginx, errors and successes alternating,
+    not one reset (nginx's own keep-alive to the processes must stay usable too)."""
+    token = seeded["swipers"][0]["token"]
+    mix = [("GET", "/nope", {}, b"", 404), ("GET", "/api/v1/vip/levels", {}, b"", 200),
+           ("GET", "/api/v1/profile", {}, b"", 401),
+           ("POST", "/api/v1/swipes", {"Content-Type": "application/json"}, b'{"user_id": 1, "action": "like"}', 401),
+           ("GET", "/api/v1/profile", {"Authorization": f"Bearer {token}"}, b"", 200),
+           ("DELETE", "/api/v1/vip/levels", {}, b"", 405)]
+    async with KeepAliveConnection(stack.url) as connection:
+        for _ in range(25):
+            for method, path, headers, body, status in mix:
+                answer = await connection.request(method, path, headers=headers, body=body)
+                assert (answer.status, answer.closes) == (status, False), (method, path, answer.body[:200])
+
+
+CHAT_PAIRS = 25
+
+
+async def test_rolling_restarts_with_50_sockets_deliver_every_acknowledged_message_once(stack: Deployment) -> None:
+    """50 people in 25 conversations, each socket through nginx, each person sending over REST every ~0.3 s,
+    while restart.sh restarts both processes twice. A stopping process closes its sockets with 1012; each client
+    reconnects (to whichever process nginx picks) with ``after`` = the last event it saw. Every message that was
+    answered 200 must reach its receiver's socket exactly once, and nobody may be told to resync."""
+    pairs = seed(stack.env_file, swipers=0, targets=0, pairs=CHAT_PAIRS)["pairs"]
+    api = Client(stack.url)
+    stop_sending, stop_listening = asyncio.Event(), asyncio.Event()
+    received: dict[int, list[int]] = {}   # receiver -> message ids, in arrival order
+    acknowledged: dict[int, int] = {}     # message id -> its receiver
+    reconnects, resyncs, closes = [0], [0], []
+
+    async def listen(person: dict) -> None:
+        last, inbox = None, received.setdefault(person["id"], [])
+        while not stop_listening.is_set():
+            try:
+                socket = await EventSocket.open(stack.url, token=person["token"], after=last)
+            except (OSError, HTTPClientError):
+                await asyncio.sleep(0.2)
+                continue
+            while not stop_listening.is_set():
+                try:
+                    frame = await socket.next(timeout=0.5)
+                except asyncio.TimeoutError:
+                    continue
+                if frame is None:
+                    closes.append(socket.close_code)
+                    reconnects[0] += 1
+                    break
+                last = frame.get("event_id") or last
+                if frame["type"] == "resync":
+                    resyncs[0] += 1
+                elif frame["type"] == "message" and frame["message"]["from"] != person["id"]:
+                    inbox.append(frame["message"]["id"])
+            socket.close()
+
+    async def talk(sender: dict, receiver: dict) -> None:
+        n = 0
+        while not stop_sending.is_set():
+            n += 1
+            for attempt in range(10):  # a retry with the same client_id stores nothing twice
+                try:
+                    resp = await api.post(f"/api/v1/matches/{receiver['id']}/messages",
+                                          {"text": f"{n}", "client_id": f"{sender['id']}-{n}"}, token=sender["token"])
+                except ConnectionError:
+                    resp = None
+                if resp is not None and resp.status == 200:
+                    acknowledged[resp.data["id"]] = receiver["id"]
+                    break
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(0.3)
+
+    people = [person for pair in pairs for person in pair]
+    listeners = [asyncio.create_task(listen(person)) for person in people]
+    await asyncio.sleep(2)  # everyone connected
+    talkers = [asyncio.create_task(talk(a, b)) for a, b in pairs] + [asyncio.create_task(talk(b, a)) for a, b in pairs]
+    try:
+        await asyncio.sleep(1)
+        for _ in range(2):
+            code, out, _seconds = await stack.script_async("restart.sh")
+            assert code == 0, out
+        await asyncio.sleep(1)
+    finally:
+        stop_sending.set()
+        await asyncio.gather(*talkers)
+        await asyncio.sleep(3)  # the last messages reach their sockets
+        stop_listening.set()
+        await asyncio.gather(*listeners)
+    assert len(acknowledged) > 200, len(acknowledged)
+    assert reconnects[0] >= len(people) and set(closes) <= {1012}, (reconnects, set(closes))
+    assert resyncs[0] == 0
+    for message_id, receiver in acknowledged.items():
+        assert received[receiver].count(message_id) == 1, (message_id, receiver, received[receiver].count(message_id))
+    print(f"{len(people)} sockets, 2 rolling restarts: {len(acknowledged)} messages acknowledged, each delivered "
+          f"once; {reconnects[0]} reconnects, all after 1012")

@@ -21,9 +21,9 @@ MIX = {"swipe": 0.30, "profile": 0.25, "feed": 0.15, "user": 0.20, "hot": 0.10}
 WRITE_HEAVY = {"swipe": 0.80, "profile": 0.20}
 
 
-def seed(env_file: Path, swipers: int = 20, targets: int = 200) -> dict[str, Any]:
+def seed(env_file: Path, swipers: int = 20, targets: int = 200, pairs: int = 0) -> dict[str, Any]:
     out = subprocess.run([sys.executable, "-m", "tests.ops.seed", str(env_file), "--swipers", str(swipers),
-                          "--targets", str(targets)], cwd=ROOT, env=clean_env(), capture_output=True, text=True,
+                          "--targets", str(targets), "--pairs", str(pairs)], cwd=ROOT, env=clean_env(), capture_output=True, text=True,
                          timeout=120)
     if out.returncode != 0:
         raise RuntimeError(f"seeding failed: {out.stderr[-3000:]}")
