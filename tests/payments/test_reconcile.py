@@ -96,12 +96,11 @@ async def test_an_expired_order_paid_at_the_last_moment_is_applied_not_closed(pa
     assert wechat_stub.trades[order["order_no"]].state == "SUCCESS"
 
 
-@pytest.mark.parametrize("mode", ["unsigned", "forged", "stale"])
-@pytest.mark.parametrize("channel", ["alipay", "wechat"])
+# (Alipay's query answers carry no timestamp, so "stale" is WeChat's only)
+@pytest.mark.parametrize("channel, mode", [("alipay", "unsigned"), ("alipay", "forged"), ("wechat", "unsigned"),
+                                           ("wechat", "forged"), ("wechat", "stale")])
 async def test_query_answers_not_signed_by_the_provider_are_not_believed(pay_app, alipay_stub, wechat_stub,
                                                                         make_person, channel, mode):
-    if channel == "alipay" and mode == "stale":
-        pytest.skip("Alipay's answers carry no timestamp")
     person = await make_person()
     order = await buy(pay_app, person.token, "gold-1m", channel)
     stub = alipay_stub if channel == "alipay" else wechat_stub
