@@ -181,3 +181,19 @@ async def test_bad_tokens_and_tickets_refuse_the_upgrade_with_the_401_envelope(a
 async def test_a_plain_get_is_told_to_upgrade(client, make_person):
     me = await make_person()
     assert_error(await client.get("/api/v1/events", token=me.token), 400, "invalid_params")
+
+
+async def test_metrics_count_open_sockets_and_delivered_events(app_url, client, make_person):
+    from handlers import metrics
+    a, b = await matched(client, make_person)
+    socket = await EventSocket.open(app_url, token=b.token)
+    await send(client, a, b, "counted")
+    await socket.next_of("message")
+    metrics._rendered = (0.0, b"")  # render afresh
+    text = (await client.get("/metrics")).body.decode()
+    values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
+              if line.startswith("swiper_") and " " in line}
+    assert values["swiper_sockets_open"] >= 1 and values["swiper_events_subscription_live"] == 1
+    assert values["swiper_events_delivered_total"] >= 1 and values["swiper_events_published_total"] >= 2
+    assert "swiper_socket_drops_total" in values and values["swiper_events_resyncs_owed"] == 0
+    socket.close()
