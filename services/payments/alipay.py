@@ -41,10 +41,10 @@ class AlipayChannel:
         self.seller_id = settings.alipay_seller_id
         self.notify_url = settings.alipay_notify_url
         self.gateway = settings.alipay_gateway
-        self._http = ProviderHttp(self.gateway, settings.payment_timeout)
+        self._provider = ProviderHttp(self.gateway, settings.payment_timeout)
 
     async def aclose(self) -> None:
-        self._http.close()
+        self._provider.close()
 
     @staticmethod
     def _timestamp() -> str:
@@ -122,11 +122,11 @@ class AlipayChannel:
     async def _call(self, method: str, biz: dict[str, Any]) -> dict[str, Any]:
         """One gateway call: the SDK signs, Tornado sends, and the answer's signature is checked."""
         body = self._sdk.sign_data(self._sdk.build_body(method, biz, timestamp=self._timestamp()))
-        request = HTTPRequest(self.gateway, method="POST", body=body, ssl_options=self._http.ssl,
+        request = HTTPRequest(self.gateway, method="POST", body=body, ssl_options=self._provider.ssl,
                               headers={"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"},
-                              connect_timeout=min(3.0, self._http.timeout), request_timeout=self._http.timeout)
+                              connect_timeout=min(3.0, self._provider.timeout), request_timeout=self._provider.timeout)
         try:
-            response = await self._http.client().fetch(request, raise_error=False)
+            response = await self._provider.client().fetch(request, raise_error=False)
         except Exception as exc:
             log.warning("%s failed: %s: %s", method, type(exc).__name__, exc)
             raise UpstreamError(FAILED) from None

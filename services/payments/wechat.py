@@ -48,10 +48,10 @@ class WechatChannel:
         self.gateway = settings.wechat_gateway.rstrip("/")
         self._private_key = load_private_key(read_pem(settings.wechat_private_key_file, "PRIVATE KEY"))
         self.platform_serial, self._platform_key = _platform_key(settings)
-        self._http = ProviderHttp(self.gateway, settings.payment_timeout)
+        self._provider = ProviderHttp(self.gateway, settings.payment_timeout)
 
     async def aclose(self) -> None:
-        self._http.close()
+        self._provider.close()
 
     async def start(self, order: VipOrder, subject: str) -> dict[str, str]:
         """Prepay (``/v3/pay/transactions/app``), then the APP pay fields, signed with our merchant key."""
@@ -172,10 +172,10 @@ class WechatChannel:
                    "Content-Type": "application/json", "Wechatpay-Serial": self.platform_serial,
                    "User-Agent": "swiper (tornado AsyncHTTPClient)"}
         request = HTTPRequest(self.gateway + path, method=method, headers=headers,
-                              body=text if method != "GET" else None, ssl_options=self._http.ssl,
-                              connect_timeout=min(3.0, self._http.timeout), request_timeout=self._http.timeout)
+                              body=text if method != "GET" else None, ssl_options=self._provider.ssl,
+                              connect_timeout=min(3.0, self._provider.timeout), request_timeout=self._provider.timeout)
         try:
-            response = await self._http.client().fetch(request, raise_error=False)
+            response = await self._provider.client().fetch(request, raise_error=False)
         except Exception as exc:
             log.warning("%s %s failed: %s: %s", method, path, type(exc).__name__, exc)
             raise UpstreamError(FAILED) from None
