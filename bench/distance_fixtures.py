@@ -1,6 +1,7 @@
-"""Fixtures and SQL figures for the feed by distance: ``python scripts/geo_bench_setup.py --out DIR [options]``.
+"""Fixtures and SQL figures for the feed by distance: ``python -m bench.distance_fixtures --out DIR [options]``
+(``bench.distance`` runs it for each data set).
 
-Idempotent, like ``scripts/bench_social_setup.py`` (whose city-feed fixtures it leaves alone):
+Idempotent, like ``bench.fixtures`` (whose city-feed fixtures it leaves alone):
 
 - **Robots.** At least ``--robots`` robots (phones ``154…``), every one with a position around its own city's
   centre (``services.robots`` with ``Spread(near=None, radius_km=--city-radius)``, default 30 km: 北京, 上海,
@@ -29,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import pymysql  # noqa: E402
+import pymysql  # noqa: E402  (offline: the figures re-run statements on a connection of their own)
 from peewee import SQL, fn  # noqa: E402
 
 from conf import Settings, load_settings_or_exit  # noqa: E402
@@ -50,7 +51,7 @@ ROBOT_SEED = 5
 
 
 def log(message: str) -> None:
-    print(f"geo_bench_setup: {message}", file=sys.stderr, flush=True)
+    print(f"distance_fixtures: {message}", file=sys.stderr, flush=True)
 
 
 def robots_where():
@@ -108,7 +109,7 @@ async def ensure_swipes(viewer_id: int, count: int, settings: Settings, redis) -
                                   genders=feed.genders, oldest=feed.oldest_birthday,
                                   youngest=feed.youngest_birthday, exclude=[], limit=count + 10)
     if len(wanted) < count + 10:
-        raise SystemExit(f"geo_bench_setup: only {len(wanted)} people in range; need {count} + a page")
+        raise SystemExit(f"distance_fixtures: only {len(wanted)} people in range; need {count} + a page")
     base = utcnow() - dt.timedelta(days=2)
     rows = [(viewer_id, target, 1 if i % 10 == 9 else 0, base + dt.timedelta(seconds=17 * i))
             for i, target in enumerate(wanted[:count])]
@@ -186,7 +187,7 @@ async def figures(viewer_id: int, settings: Settings, redis) -> list[str]:
     swiped = {row[0] for row in await Swipe.select(Swipe.target_id).where(Swipe.user_id == viewer_id)
               .tuples().aio_execute()}
     if len(page) != 10 or swiped & {u.id for u in page} or [u.id for u in again] != [u.id for u in page]:
-        raise SystemExit(f"geo_bench_setup: feed check failed: {[u.id for u in page]}")
+        raise SystemExit(f"distance_fixtures: feed check failed: {[u.id for u in page]}")
     lines = [f"first page (walk, cold coverage cache): {walk_ms:.1f} ms end to end in this process, "
              f"{len(walk.statements)} statements",
              *replay(settings, walk.statements, explain_first=True),
@@ -230,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--swipes", type=int, default=5000)
     parser.add_argument("--radius", type=int, default=50, help="the viewer's max_distance in km (50)")
     args = parser.parse_args(argv)
-    settings = load_settings_or_exit("geo_bench_setup.py")
+    settings = load_settings_or_exit("bench.distance_fixtures")
     warnings.filterwarnings("ignore", module="aiomysql")
     asyncio.run(run(settings, args))
     return 0
