@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.distance [--users 100000,1000000] [--duration S] [--connections C] ...
 
-For each size, a data set of its own (database ``swiper_bench_users<N>`` on the bench server, made once and kept:
+For each size, a data set of its own (database ``<bench database>_users<N>``, by default ``swiper_bench_users<N>``, on the bench server, made once and kept:
 the robots of ``services.robots`` spread around eight real cities' centres; ``bench.distance_fixtures``: a
 positioned viewer in the centre of 北京 looking for women within ``--radius`` km, who has swiped the 5,000 people
 his feed would show first; ``bench.fixtures``: the city-feed viewer, 5,000 swipes too). Then, like ``bench.full``,
@@ -55,6 +55,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def size_database(base: str, size: int) -> str:
+    """The kept database of one size, named after the bench database (``swiper_bench_users100000`` by default), so
+    a bench pointed at a scratch database keeps its data sets beside it, where whoever made it can drop them."""
+    return f"{base}_users{size}"
+
+
 def make_data_set(session: Session, size: int, args: argparse.Namespace, values: dict[str, str]) -> dict[str, str]:
     """The size's robots and both viewers; returns their tokens and the SQL figures."""
     out = session.work / f"users{size}"
@@ -95,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             stacks: list[Stack] = []
             session.defer("stop the stacks", lambda: stop_stacks(stacks))
             for size in args.sizes:
-                db = data.BenchDb.from_env().with_database(f"swiper_bench_users{size}")
+                base = data.BenchDb.from_env()
+                db = base.with_database(size_database(base.name, size))
                 db.ensure()
                 values = data.settings(db, token_ttl=3 * 3600)
                 data.migrate(session, [Path(__file__).resolve().parents[1]], values)

@@ -11,8 +11,8 @@ Idempotent, like ``bench.fixtures`` (whose city-feed fixtures it leaves alone):
   has swiped exactly the ``--swipes`` (default 5,000) people his feed would otherwise show first (the walk of
   ``services.location.nearby`` with that limit), so every walk steps over all of them before it finds a page.
 - **Figures** (printed and written to ``DIR/sql.txt``): every statement one walk and one cached-list page send,
-  each re-run on its own connection with ``FLUSH STATUS`` before and ``Handler_read_*`` after, and its time; the
-  ``EXPLAIN`` of the first walk statement; and the walk's Python time with a cold coverage cache.
+  each re-run on its own connection with the session's ``Handler_read_*`` counters read before and after, and
+  its time; the ``EXPLAIN`` of the first walk statement; and the walk's Python time with a cold coverage cache.
 - **Files in DIR**: ``viewer.token``, ``viewer.id``, ``sql.txt``, ``summary.txt``.
 
 Uses the ``SWIPER_*`` settings from the environment (run it with a bench database and Redis db/prefix only).
@@ -139,6 +139,13 @@ class Recorder:
         db.aio_execute_sql = self._original  # type: ignore[method-assign]
 
 
+def handler_reads(cur) -> dict[str, int]:
+    """The session's ``Handler_read_*`` counters (a difference of two readings needs no RELOAD privilege, which
+    ``FLUSH STATUS`` would)."""
+    cur.execute("SHOW SESSION STATUS LIKE 'Handler_read%'")
+    return {name: int(value) for name, value in cur.fetchall()}
+
+
 def replay(settings: Settings, statements: list[tuple[str, tuple]], explain_first: bool) -> list[str]:
     url = settings.mysql
     conn = pymysql.connect(host=url.host, port=url.port, user=url.user, password=url.password,
@@ -146,6 +153,9 @@ def replay(settings: Settings, statements: list[tuple[str, tuple]], explain_firs
     lines = []
     try:
         with conn.cursor() as cur:
+            first = handler_reads(cur)
+            second = handler_reads(cur)
+            overhead = {name: second[name] - first.get(name, 0) for name in second}  # what one SHOW itself reads
             for index, (sql, params) in enumerate(statements):
                 text = cur.mogrify(sql, params)
                 if explain_first:
@@ -154,13 +164,14 @@ def replay(settings: Settings, statements: list[tuple[str, tuple]], explain_firs
                     lines += ["  " + " ".join(str(v) for v in row) for row in cur.fetchall()]
                 times = []
                 for _ in range(7):
-                    cur.execute("FLUSH STATUS")
+                    before = handler_reads(cur)
                     started = time.perf_counter()
                     cur.execute(text)
                     rows = cur.fetchall()
                     times.append(time.perf_counter() - started)
-                    cur.execute("SHOW SESSION STATUS LIKE 'Handler_read%'")
-                    counters = {name: int(value) for name, value in cur.fetchall() if int(value)}
+                    after = handler_reads(cur)
+                    counters = {name: n for name in after
+                                if (n := after[name] - before.get(name, 0) - overhead.get(name, 0)) > 0}
                 times.sort()
                 lines.append(f"statement {index + 1}: {len(text)} bytes, {text.count('UNION ALL') + 1} subqueries, "
                              f"{len(rows)} rows, median {times[3] * 1000:.2f} ms (client-side, 7 runs); "

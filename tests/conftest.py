@@ -59,7 +59,7 @@ def new_phone() -> str:
     return f"139{next(_phones) % 10**8:08d}"
 
 
-def _admin_connect() -> pymysql.Connection:
+def admin_connect() -> pymysql.Connection:
     url = parse_mysql_url(TEST_MYSQL)
     return pymysql.connect(host=url.host, port=url.port, user=url.user, password=url.password,
                            charset="utf8mb4", autocommit=True)
@@ -89,12 +89,12 @@ def _name_the_test_for_the_step_timer(_asyncio_debug, request):
 def scratch_database(suffix: str) -> Iterator[str]:
     """A database of its own (``<test db>_<suffix>``) for as long as the block runs; its URL."""
     name = f"{parse_mysql_url(TEST_MYSQL).database}_{suffix}"
-    with _admin_connect() as conn, conn.cursor() as cur:
+    with admin_connect() as conn, conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
     try:
         yield TEST_MYSQL.rsplit("/", 1)[0] + "/" + name
     finally:
-        with _admin_connect() as conn, conn.cursor() as cur:
+        with admin_connect() as conn, conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
 
 

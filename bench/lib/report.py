@@ -113,6 +113,19 @@ def compare_tables(paths: Sequence[tuple[str, str]], revisions: Sequence[str], r
             summary.append([label, _ratios(ra, ma), _ratios(rb, mb), fmt_change(ma, mb)])
         out += "\n\nMedian over the rounds:\n\n" + table(
             ["path", f"{before}: ratio", f"{after}: ratio", "change in ratio"], summary, "lrrr")
+    cpu_rows = []
+    for key, label in paths:
+        costs = [(get(key, before, rnd).result.cpu_us_per_request, get(key, after, rnd).result.cpu_us_per_request)
+                 for rnd in range(1, repeat + 1)]
+        if any(a is None or b is None for a, b in costs):
+            continue
+        ma, mb = statistics.median(a for a, _ in costs), statistics.median(b for _, b in costs)
+        cpu_rows.append([label, ", ".join(f"{a:.0f}" for a, _ in costs), ", ".join(f"{b:.0f}" for _, b in costs),
+                         fmt_change(ma, mb)])
+    if cpu_rows:
+        out += ("\n\nCPU of the servers under test per answer, µs (each round; the change is of the medians; the "
+                "load generator, nginx and the databases not included):\n\n" + table(
+                    ["path", f"{before}", f"{after}", "change"], cpu_rows, "lrrr"))
     return out
 
 

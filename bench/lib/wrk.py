@@ -14,7 +14,7 @@ from typing import Any
 from pathlib import Path
 
 from bench.lib.session import Session
-from bench.lib.system import ROOT, BenchError, alive
+from bench.lib.system import ROOT, BenchError, CpuMeter, alive
 
 LUA_DIR = ROOT / "bench" / "lua"
 _TIME_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
@@ -42,6 +42,15 @@ class Result:
     @property
     def p99(self) -> float:
         return self.latency_ms[99]
+
+    @property
+    def cpu_us_per_request(self) -> float | None:
+        """CPU of the watched processes (the servers under test) over the run, per answer: steadier than req/s
+        on a shared machine, where other work takes turns on the same cores."""
+        used = getattr(self.cpu, "used", None)
+        if not used or not self.requests or any(v < 0 for v in used.values()):
+            return None
+        return 1e6 * sum(used.values()) / self.requests
 
     @property
     def errors(self) -> str:
@@ -112,6 +121,7 @@ def run(session: Session, name: str, url: str, *, seconds: int, connections: int
     if script_args:
         argv += ["--", *map(str, script_args)]
     session.say(f"wrk {name}: -t {threads} -c {connections} -d {seconds}s")
+    meter = CpuMeter({str(pid): pid for pid in watch})
     try:
         text = session.run(f"wrk-{name}", argv, timeout=seconds + 30)
     except BenchError:
@@ -120,6 +130,7 @@ def run(session: Session, name: str, url: str, *, seconds: int, connections: int
         if not alive(pid):
             raise BenchError(f"pid {pid} died during wrk {name}")
     result = parse(text)
+    result.cpu = meter.stop(result.seconds or seconds)
     result.command = readable(argv, session.work)
     return result
 

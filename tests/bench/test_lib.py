@@ -11,7 +11,7 @@ from bench.lib import report, wrk
 from bench.lib.data import BenchDb, PhoneBlocks, Slices
 from bench.lib.report import Measurement
 from bench.lib.stack import Layout, add_bare_block
-from bench.lib.system import BenchError, find_port_block
+from bench.lib.system import BenchError, CpuMeter, find_port_block
 from tests.conftest import ROOT
 
 SWIPES_OUTPUT = """\
@@ -143,6 +143,31 @@ def test_the_comparison_shows_both_revisions_per_round_and_the_change_of_the_med
     assert lines[5].endswith("| 0.60 | 3300.00 | 13.50ms | 29.04ms | 0 | 0.66 | +0.06 (+10.0%) |")
     assert lines[-1] == "| prof | 0.550 (0.50, 0.60) | 0.555 (0.45, 0.66) | +0.01 (+0.9%) |"
     assert not any(line.startswith("| ceil |") for line in lines[lines.index("Median over the rounds:"):])
+    assert "CPU of the servers" not in text  # no run measured any
+
+
+def test_the_comparison_gives_the_servers_cpu_per_answer_when_the_runs_measured_it() -> None:
+    figures = {}
+    for (key, rev, rnd), (rps, cpu_s) in {("ceiling", "base", 1): (8000, 1.0), ("ceiling", "this", 1): (8000, 1.0),
+                                          ("profile", "base", 1): (4000, 2.0), ("profile", "this", 1): (4000, 1.8),
+                                          ("profile", "base", 2): (4000, 2.2), ("profile", "this", 2): (4000, 2.0),
+                                          ("ceiling", "base", 2): (8000, 1.0), ("ceiling", "this", 2): (8000, 1.0)}.items():
+        m = measurement(rps, 8000)
+        m.result.cpu = CpuMeter({})
+        m.result.cpu.used = {"1": cpu_s / 2, "2": cpu_s / 2}
+        figures[key, rev, rnd] = m
+    requests = figures["profile", "base", 1].result.requests  # the parsed output's count, whatever the rps
+    lines = report.compare_tables([("ceiling", "ceil"), ("profile", "prof")], ["base", "this"], 2,
+                                  lambda key, rev, rnd: figures[key, rev, rnd]).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("CPU of the servers"))
+    assert lines[start + 2] == "| path | base | this | change |"
+    base = [1e6 * s / requests for s in (2.0, 2.2)]
+    this = [1e6 * s / requests for s in (1.8, 2.0)]
+    assert lines[-1] == (f"| prof | {base[0]:.0f}, {base[1]:.0f} | {this[0]:.0f}, {this[1]:.0f} | "
+                         f"{report.fmt_change(sum(base) / 2, sum(this) / 2)} |")
+    negative = figures["profile", "this", 2].result
+    negative.cpu.used = {"1": -1.0}  # a counter that went backwards (a pid reused) is no figure
+    assert negative.cpu_us_per_request is None
 
 
 def test_every_swipe_run_and_login_run_gets_its_own_targets_and_phones() -> None:

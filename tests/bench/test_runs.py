@@ -1,8 +1,8 @@
 """The benchmarks run end to end, at the smallest settings that still exercise every row and check, against a
 scratch database and a private Redis prefix, and leave nothing running behind them.
 
-They take time (real stacks come up and go down): about 30 s for the full bench, 33 s for the comparison and
-10 s for the interrupted one-process bench on this machine (marked ``bench_run``: ``-m "not bench_run"`` leaves
+They take time (real stacks come up and go down): about 30 s for the full bench, 33 s for the comparison,
+10 s for the interrupted one-process bench and 40 s for the distance bench on this machine (marked ``bench_run``: ``-m "not bench_run"`` leaves
 them out). No figure is asserted: only that each row was measured and checked.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ import redis as redis_sync
 from bench.lib.stack import Layout
 from bench.lib.system import alive, find_port_block, git, port_free
 from conf import parse_mysql_url
-from tests.conftest import ROOT, TEST_MYSQL, TEST_REDIS, scratch_database
+from tests.conftest import ROOT, TEST_MYSQL, TEST_REDIS, admin_connect, scratch_database
 
 SMALL = ["--duration", "1", "--warmup", "1", "--robots", "3000", "--viewer-swipes", "100", "--swipers", "5",
          "--connections", "8"]
@@ -137,6 +137,8 @@ def test_compare_runs_both_revisions_in_alternating_rounds_from_a_temporary_work
         ("ceiling", "1"), ("ceiling", "2"), ("`GET", "1"), ("`GET", "2")]
     assert all(re.fullmatch(r"[+-]\d\.\d\d \([+-][\d.]+%\)", r[12]) for r in rows[2:])
     assert "Median over the rounds:" in out.stdout
+    cpu = out.stdout.split("CPU of the servers under test per answer", 1)[1]
+    assert re.search(r"^\| `GET /api/v1/profile` \| \d+, \d+ \| \d+, \d+ \| [+-]", cpu, re.M), cpu
     order = re.findall(r"wrk (\w+)-(base|this)-(\d): ", out.stderr)
     assert [(stack, rnd) for row, stack, rnd in order if row == "profile"] == [
         ("base", "1"), ("this", "1"), ("base", "2"), ("this", "2")]
@@ -167,3 +169,32 @@ def test_an_interrupted_bench_stops_everything_it_started(bench_env: dict[str, s
     assert "pre-run: the feed answers 200 with 10 items" in "".join(seen)
     assert "interrupted (SIGTERM)" in err
     assert_nothing_left(bench_env, "", range(port, port + 1), dirs, trees)
+
+
+def test_the_distance_bench_measures_both_feeds_at_two_sizes_and_drops_nothing_it_keeps_elsewhere(
+        bench_env: dict[str, str]) -> None:
+    """bench.distance at two small sizes: each size's data set in a database named after the scratch one (dropped
+    here), both feeds measured next to the ceiling, the flatness line and the SQL figures printed."""
+    sizes = (6000, 8000)
+    base = find_port_block(Layout(0, 1).size + 1)
+    dirs, trees = bench_dirs(), worktrees()
+    scratch = parse_mysql_url(bench_env["SWIPER_BENCH_MYSQL_URL"]).database
+    try:
+        out = run_bench("bench.distance", ["--users", ",".join(map(str, sizes)), "--viewer-swipes", "200",
+                                           "--duration", "1", "--warmup", "1", "--connections", "8", "--procs", "1"],
+                        bench_env, timeout=300)
+    finally:
+        with admin_connect() as conn, conn.cursor() as cur:
+            for size in sizes:
+                cur.execute(f"DROP DATABASE IF EXISTS `{scratch}_users{size}`")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    rows = [row for row in table_rows(out.stdout) if len(row) == 6]
+    assert [row[0].split(":")[0] for row in rows] == [f"{n:,} users" for n in sizes for _ in range(3)]
+    for row in rows:
+        assert float(row[1]) > 0 and row[4] == "0", row
+    assert re.search(r"^Flatness \(8,000 users over 6,000\): distance: req/s [\d.]+, p99 [\d.]+; city: ", out.stdout,
+                     re.M)
+    assert out.stdout.count("SQL of the feed by distance at ") == 2
+    # every statement's rows touched were counted (the page: a primary-key read and a swipe probe per candidate)
+    assert re.search(r"^statement \d+: .*\{'Handler_read_key': [1-9]\d*", out.stdout, re.M)
+    assert_nothing_left(bench_env, out.stdout, range(0), dirs, trees)
