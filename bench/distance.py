@@ -128,6 +128,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"each after a {args.warmup} s warm-up; rate limits off",
                 *[f"Data set {size:,}: {sets[size]['summary']}" for size in args.sizes]])
             print(report.results_table(results))
+            print("\nCPU of the servers under test per answer (server.py and bench/bare.py, from /proc over each run; "
+                  "steadier than req/s on a shared machine; MariaDB, Redis, nginx and wrk not included):\n")
+            print(report.table(["path", "µs per answer"], [
+                [label, f"{m.result.cpu_us_per_request:.0f}" if m.result.cpu_us_per_request is not None else "?"]
+                for label, _, m in results], "lr"))
             if len(args.sizes) > 1:
                 small, large = args.sizes[0], args.sizes[-1]
                 print(f"\nFlatness ({large:,} users over {small:,}): " + "; ".join(

@@ -54,8 +54,10 @@ def bench_env() -> Iterator[dict[str, str]]:
 
 
 def worktrees() -> list[str]:
-    """The repository's worktrees (their paths: other worktrees' HEADs move while the test runs)."""
-    return [line for line in git("worktree", "list", "--porcelain").splitlines() if line.startswith("worktree ")]
+    """The worktrees a bench of this checkout makes (under its ``var/bench/``), by path: the repository's other
+    worktrees come and go with whoever else works in it while the test runs."""
+    mine = f"worktree {ROOT / 'var' / 'bench'}/"
+    return [line for line in git("worktree", "list", "--porcelain").splitlines() if line.startswith(mine)]
 
 
 def bench_dirs() -> set[Path]:
@@ -195,6 +197,8 @@ def test_the_distance_bench_measures_both_feeds_at_two_sizes_and_drops_nothing_i
     assert re.search(r"^Flatness \(8,000 users over 6,000\): distance: req/s [\d.]+, p99 [\d.]+; city: ", out.stdout,
                      re.M)
     assert out.stdout.count("SQL of the feed by distance at ") == 2
+    cpu = out.stdout.split("CPU of the servers under test per answer", 1)[1]
+    assert len(re.findall(r"^\| [\d,]+ users: .* \| \d+ \|$", cpu, re.M)) == 6, cpu
     # every statement's rows touched were counted (the page: a primary-key read and a swipe probe per candidate)
     assert re.search(r"^statement \d+: .*\{'Handler_read_key': [1-9]\d*", out.stdout, re.M)
     assert_nothing_left(bench_env, out.stdout, range(0), dirs, trees)
