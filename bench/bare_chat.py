@@ -81,7 +81,7 @@ async def serve(port: int) -> None:
     app = web.Application([(r"/", Ready), (r"/ws", Relay), (r"/send", Send)], log_function=_no_log,
                           compress_response=False)
     server = HTTPServer(app, idle_connection_timeout=75)
-    server.listen(port, address="127.0.0.1", backlog=1024)
+    server.listen(port, address="127.0.0.1")
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

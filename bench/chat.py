@@ -1,0 +1,385 @@
+"""Chat over WebSocket on the whole stack against a bare Tornado relay (issue 12).
+
+    .venv/bin/python -m bench.chat [--sockets N] [--devices D] [--workers W] [--senders S] [--duration S] ...
+
+Like ``bench.full``: a private copy of this tree brought up by its own ``scripts/start.sh`` (supervisord + N
+``server.py`` + nginx), the bench database and Redis db. ``bench.chat_fixtures`` makes ``N / (2 D)`` matched pairs
+with a token each. Load-client processes (``bench.chat_load``, ``--workers`` of them, each a whole number of
+pairs) open ``D`` sockets per user (``GET /api/v1/events``, Bearer header), straight to the processes' ports so
+that each socket's process is known: user u's device d on process (u + d) mod N, so a pair's users and a user's
+devices sit on different processes. Then ``--senders`` closed-loop senders post messages (``POST
+/api/v1/matches/{id}/messages``) for ``--duration`` seconds, each to the process of the device it sends from, and
+every socket reads. Measured:
+
+- sockets held, refused (by reason), closed early, and what each process's ``/metrics`` says is open;
+- RSS (``/proc/<pid>/status``) of every server process idle, with the sockets, after the messages, and after the
+  close (then again a few seconds later), and the memory per socket;
+- messages acknowledged per second and deliveries per second; the REST answer's p50/p99; send → delivery p50/p99
+  for deliveries to a socket on another process than the one that took the send (the pub/sub hop) and on the same
+  one; CPU seconds of the servers, Redis and MariaDB;
+- exactly once: every acknowledged message reaches every socket of both users once (the recipient's devices and
+  the sender's, the sending device's own socket included: a REST call belongs to no socket), nothing twice,
+  nothing unacknowledged or unknown; each conversation's seqs are 1..n.
+
+The same load, sockets and senders then run against the ceiling, ``bench.bare_chat`` (one Tornado process
+relaying between its sockets, no database, no Redis, no auth), in the same session. Prints the tables and the
+checks; exits 1 if an exactly-once check failed. Everything started is stopped on exit, failure and Ctrl-C.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.lib import data, report
+from bench.lib.session import Proc, Session, main_guard
+from bench.lib.stack import PYTHON, Layout, Stack, copy_tree, fetch, stop_stacks, wait_for_200
+from bench.lib.system import (BenchError, CpuMeter, describe_tree, find_port_block, listener_pid, require,
+                              rss_mb)
+from bench.lib.wrk import Result
+
+PROG = "bench.chat"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.chat", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="The database and Redis: bench/lib/data.py (SWIPER_BENCH_MYSQL_URL, ...). "
+                                       "Figures in BENCH.md.")
+
+    def option(name: str, default: int, help: str) -> None:
+        p.add_argument(name, type=int, default=default, metavar="N", help=f"{help} (default {default})")
+
+    option("--sockets", 2000, "sockets to open (rounded up to whole pairs: 2 × --devices per pair)")
+    option("--devices", 2, "sockets per user")
+    option("--workers", 2, "load-client processes")
+    option("--senders", 64, "concurrent senders, over all workers (closed loop)")
+    option("--duration", 15, "seconds of sending")
+    option("--drain", 10, "seconds at most to wait for deliveries still owed after the last send")
+    option("--settle", 3, "seconds between a phase and its RSS reading")
+    option("--connect-parallel", 50, "handshakes in flight per worker")
+    option("--procs", 2, "server processes")
+    p.add_argument("--base-port", type=int, metavar="P", help="first port of the block used (default: the first "
+                   "free block from 19000 up)")
+    p.add_argument("--no-ceiling", action="store_true", help="skip the bare relay")
+    p.add_argument("--keep-logs", action="store_true", help="keep the work directory under var/bench/")
+    args = p.parse_args(argv)
+    checks = [(1 <= args.devices <= 8, "--devices 1..8"), (1 <= args.workers <= 32, "--workers 1..32"),
+              (2 * args.devices <= args.sockets <= 100_000, "--sockets 2×devices..100000"),
+              (args.workers <= args.senders <= 10_000, "--senders --workers..10000"),
+              (1 <= args.duration <= 600, "--duration 1..600"), (1 <= args.procs <= 16, "--procs 1..16"),
+              (0 <= args.drain <= 120 and 0 <= args.settle <= 60, "--drain 0..120, --settle 0..60"),
+              (1 <= args.connect_parallel <= 1000, "--connect-parallel 1..1000")]
+    for ok, message in checks:
+        if not ok:
+            p.error(message)
+    args.pairs = -(-args.sockets // (2 * args.devices))
+    if args.pairs < args.workers:
+        p.error("--workers: at most one per pair")
+    return args
+
+
+def fd_limits(args: argparse.Namespace) -> str:
+    """Raise this process's soft limit to the hard one (the workers and the relay inherit it) and check that the
+    busiest process fits."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    sockets = args.pairs * 2 * args.devices
+    per_worker = -(-sockets // args.workers) + args.senders * args.procs + 64
+    ceiling = 0 if args.no_ceiling else sockets + args.senders + 64
+    need = max(per_worker, ceiling)
+    if need > hard:
+        raise BenchError(f"{need} descriptors needed in one process (a load worker holds {per_worker}, the relay "
+                         f"{ceiling}) but ulimit -Hn is {hard}: more --workers, fewer --sockets, or a higher limit")
+    return f"ulimit -n {soft} (hard {hard}) raised to {hard} for the load workers and the relay"
+
+
+def max_open_files(pid: int) -> str:
+    try:
+        for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+            if line.startswith("Max open files"):
+                return line.split()[3]
+    except OSError:
+        pass
+    return "?"
+
+
+def sockets_open(port: int) -> float | None:
+    """``swiper_sockets_open`` from a process's /metrics (straight to its port; nginx does not expose it)."""
+    try:
+        status, body = fetch(f"http://127.0.0.1:{port}/metrics")
+    except OSError:
+        return None
+    match = re.search(rb"^swiper_sockets_open(?:\{[^}]*\})? ([0-9.e+]+)$", body, re.M)
+    return float(match.group(1)) if status == 200 and match else None
+
+
+class Target:
+    """What the load runs against: the stack's processes or the relay."""
+
+    def __init__(self, name: str, label: str, ports: list[int], pids: dict[str, int], swiper: bool) -> None:
+        self.name, self.label, self.ports, self.pids, self.swiper = name, label, ports, pids, swiper
+        self.rss: dict[str, dict[str, float | None]] = {}
+        self.metrics_open: dict[str, list[float | None]] = {}
+
+    def read_rss(self, phase: str) -> None:
+        self.rss[phase] = {label: rss_mb(pid) for label, pid in self.pids.items()}
+
+    def read_open(self, phase: str) -> list[float | None]:
+        self.metrics_open[phase] = [sockets_open(p) for p in self.ports] if self.swiper else []
+        return self.metrics_open[phase]
+
+
+class ChatBench:
+    def __init__(self, args: argparse.Namespace, session: Session, db: data.BenchDb) -> None:
+        self.args, self.session, self.db = args, session, db
+        self.stacks: list[Stack] = []
+        self.results: dict[str, dict[str, Any]] = {}
+        self.checks: list[tuple[bool, str]] = []
+
+    def setup(self) -> None:
+        a, s = self.args, self.session
+        require("rsync", "nginx", self.db.admin[0])
+        self.limits = fd_limits(a)
+        self.code = describe_tree()
+        layout_size = Layout(0, a.procs).size
+        base = find_port_block(layout_size + 1, a.base_port)
+        self.relay_port = base + layout_size + 1
+        self.settings = data.settings(self.db, token_ttl=3 * 3600 + 2 * a.duration,
+                                      SWIPER_MESSAGE_RATE_LIMIT="100000000")
+        self.db.ensure()
+        data.migrate(s, [Path(__file__).resolve().parents[1]], self.settings)
+        out = s.work / "chat-fixtures"
+        s.say(f"fixtures: {a.pairs} matched pairs ...")
+        s.run("chat-fixtures", [PYTHON, "-m", "bench.chat_fixtures", "--out", str(out), "--pairs", str(a.pairs)],
+              env=data.step_env(self.settings), timeout=1800)
+        self.fixtures_summary = (out / "summary.txt").read_text().strip()
+        self.pairs = [line.split() + [k] for k, line in enumerate((out / "pairs.tsv").read_text().splitlines())]
+        if len(self.pairs) != a.pairs:
+            raise BenchError(f"the fixtures wrote {len(self.pairs)} pairs, not {a.pairs}")
+        s.defer("stop the stack", lambda: stop_stacks(self.stacks))
+        stack = Stack(s, "this", f"this {self.code.split(' ')[0]}", copy_tree(s, "this"), Layout(base, a.procs),
+                      self.settings)
+        self.stacks.append(stack)
+        stack.start()
+        self.stack = stack
+        ports = [base + n for n in range(1, a.procs + 1)]
+        self.swiper = Target("swiper", "Swiper (2 procs)" if a.procs == 2 else f"Swiper ({a.procs} procs)", ports,
+                             {f"server.py swiper_{n:02d}": pid for n, pid in enumerate(stack.server_pids, 1)},
+                             swiper=True)
+        self.server_limit = max_open_files(stack.server_pids[0])
+        if not a.no_ceiling:
+            env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
+                   "SWIPER_EVENT_LOOP": self.settings["SWIPER_EVENT_LOOP"]}
+            relay = s.spawn("bare-chat", [PYTHON, "-m", "bench.bare_chat", "--port", str(self.relay_port)], env=env)
+            wait_for_200(f"http://127.0.0.1:{self.relay_port}/", relay, "bench/bare_chat.py")
+            self.ceiling = Target("ceiling", "ceiling: bare Tornado relay (1 proc)", [self.relay_port],
+                                  {"bench/bare_chat.py": relay.pid}, swiper=False)
+
+    # --- one load run ------------------------------------------------------------------------------------------
+    def wait_states(self, state: Path, name: str, procs: list[Proc], timeout: float) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        paths = [state / f"worker-{w}.{name}.json" for w in range(len(procs))]
+        while not all(p.exists() for p in paths):
+            for proc in procs:
+                if not proc.running():
+                    self.session.tail(proc.err, 30)
+                    raise BenchError(f"load worker {proc.name} exited ({proc.popen.returncode}) before '{name}'")
+            if time.monotonic() > deadline:
+                raise BenchError(f"the load workers did not reach '{name}' within {timeout:.0f} s")
+            time.sleep(0.1)
+        return [json.loads(p.read_text()) for p in paths]
+
+    def run(self, target: Target) -> None:
+        a, s = self.args, self.session
+        state = s.work / f"state-{target.name}"
+        state.mkdir()
+        plan = {"state": str(state), "host": "127.0.0.1", "ports": target.ports,
+                "target": "swiper" if target.swiper else "bare", "devices": a.devices,
+                "pairs": [self.pairs[w::a.workers] for w in range(a.workers)], "senders": a.senders // a.workers,
+                "duration": a.duration, "drain": a.drain, "connect_parallel": a.connect_parallel,
+                "connect_timeout": 30, "request_timeout": 10}
+        (state / "plan.json").write_text(json.dumps(plan))
+        target.read_rss("idle")
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
+               "SWIPER_EVENT_LOOP": self.settings["SWIPER_EVENT_LOOP"]}
+        procs = [s.spawn(f"load-{target.name}-{w}", [PYTHON, "-m", "bench.chat_load", "--plan",
+                                                    str(state / "plan.json"), "--worker", str(w)], env=env)
+                 for w in range(a.workers)]
+        s.say(f"{target.label}: opening {a.pairs * 2 * a.devices} sockets from {a.workers} workers ...")
+        held = self.wait_states(state, "held", procs, 300)
+        time.sleep(a.settle)
+        target.read_rss("with sockets")
+        target.read_open("held")
+        s.say(f"{target.label}: {sum(h['held'] for h in held)} held; sending for {a.duration} s "
+              f"({plan['senders'] * a.workers} senders) ...")
+        meter = CpuMeter({**target.pids, "redis": listener_pid(self.db.redis_port),
+                          "mariadbd": listener_pid(self.db.mysql_port)})
+        started = time.monotonic()
+        (state / "go-send").touch()
+        sent = self.wait_states(state, "sent", procs, a.duration + a.drain + 120)
+        meter.stop(time.monotonic() - started)
+        time.sleep(a.settle)
+        target.read_rss("after the messages")
+        (state / "go-close").touch()
+        closed = self.wait_states(state, "closed", procs, 60)
+        deadline = time.monotonic() + 20
+        while target.swiper and any(n != 0 for n in target.read_open("closed")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(a.settle)
+        target.read_rss("after close")
+        time.sleep(max(a.settle, 5))
+        target.read_rss(f"after close +{a.settle + max(a.settle, 5)} s")
+        for proc in procs:
+            try:
+                proc.popen.wait(30)
+            except Exception:
+                raise BenchError(f"load worker {proc.name} did not exit after the close") from None
+        self.results[target.name] = self.aggregate(target, held, sent, closed, meter)
+
+    def aggregate(self, target: Target, held: list[dict], sent: list[dict], closed: list[dict],
+                  meter: CpuMeter) -> dict[str, Any]:
+        def total(rows: list[dict], key: str) -> int:
+            return sum(r[key] for r in rows)
+
+        def merged(rows: list[dict], key: str) -> dict[str, int]:
+            out: dict[str, int] = {}
+            for r in rows:
+                for k, v in r[key].items():
+                    out[k] = out.get(k, 0) + v
+            return out
+
+        seconds = max(r["seconds"] for r in sent)
+        cross = [x for r in sent for x in r["cross_ms"]]
+        same = [x for r in sent for x in r["same_ms"]]
+        answers = [x for r in sent for x in r["answer_ms"]]
+        res = {
+            "asked": total(held, "asked"), "held": total(held, "held"), "refused": merged(held, "refused"),
+            "held_per_port": merged(held, "held_per_port"), "connect_s": max(h["seconds"] for h in held),
+            "seconds": seconds, "acked": total(sent, "acked"), "attempted": total(sent, "attempted"),
+            "send_errors": merged(sent, "send_errors"), "closed_early": total(sent, "closed_early"),
+            "frames_other": merged(sent, "frames_other"), "still_open": total(closed, "still_open"),
+            "cpu": meter.used, "other_cpu": meter.other_share,
+        }
+        for key in ("expected", "once", "missing", "duplicated", "unexpected", "stray", "unacked_delivered",
+                    "seq_gaps", "conversations"):
+            res[key] = total(sent, key)
+        res["delivered"] = len(cross) + len(same)
+        res["answer"] = Result.from_samples(answers, seconds) if answers else None
+        res["cross"] = Result.from_samples(cross, seconds) if cross else None
+        res["same"] = Result.from_samples(same, seconds) if same else None
+        ok = (res["acked"] > 0 and res["missing"] == 0 and res["duplicated"] == 0 and res["unexpected"] == 0
+              and res["stray"] == 0 and res["seq_gaps"] == 0 and res["once"] == res["expected"])
+        self.checks.append((ok, (
+            f"Exactly-once check ({target.label}): {res['acked']} messages acknowledged of {res['attempted']} sent "
+            f"({sum(res['send_errors'].values())} failed: {res['send_errors'] or 'none'}); {res['expected']} "
+            f"deliveries owed to held sockets, {res['once']} delivered once, {res['missing']} missing, "
+            f"{res['duplicated']} duplicated, {res['unexpected']} to a socket not owed, {res['stray']} of an "
+            f"unknown client_id, {res['unacked_delivered']} of unacknowledged sends; {res['conversations']} "
+            f"conversations, {res['seq_gaps']} whose seqs are not 1..n")))
+        return res
+
+    # --- the report --------------------------------------------------------------------------------------------
+    def report(self, argv: list[str]) -> int:
+        a = self.args
+        targets = [self.swiper] + ([] if a.no_ceiling else [self.ceiling])
+        report.preamble(PROG, argv, [self.code], [
+            f"Stack: supervisord + {a.procs} server.py + nginx (scripts/start.sh of a private copy); the server "
+            f"processes' Max open files: {self.server_limit}; {self.limits}",
+            f"Load: {a.workers} bench.chat_load processes (Tornado websocket_connect + keep-alive HTTP/1.1, "
+            f"uvloop), {a.pairs * 2 * a.devices} sockets ({a.pairs} pairs × 2 users × {a.devices} devices) straight "
+            f"to the processes' ports, {a.senders // a.workers * a.workers} closed-loop senders for {a.duration} s; "
+            f"message rate limit raised for the run; the ceiling gets the same load on one process",
+            f"Fixtures: {self.fixtures_summary}"])
+        rows = []
+        for t in targets:
+            r = self.results[t.name]
+            refused = ", ".join(f"{k} {v}" for k, v in r["refused"].items()) or "0"
+            server = ""
+            if t.swiper:
+                server = " + ".join("?" if n is None else f"{n:.0f}" for n in t.metrics_open.get("held", []))
+            rows.append([t.label, r["asked"], r["held"], refused, r["closed_early"], server or "—",
+                         f"{r['connect_s']:.1f} s"])
+        print(report.table(["target", "sockets asked", "held", "refused", "closed during the run",
+                            "open per process (/metrics)", "time to connect"], rows, "lrrlrrr"))
+        print()
+        phases = list(next(iter(targets)).rss)
+        rows = []
+        for t in targets:
+            per_port = self.results[t.name]["held_per_port"]
+            for (label, pid), port in zip(t.pids.items(), t.ports):
+                on = per_port.get(str(port), 0)
+                idle, with_ = t.rss["idle"][label], t.rss["with sockets"][label]
+                per = f"{1024 * (with_ - idle) / on:.1f} KB" if on and idle and with_ else "—"
+                rows.append([label, pid, on, *[fmt_mb(t.rss[ph][label]) for ph in phases], per])
+        print(report.table(["process", "pid", "sockets", *phases, "per socket (with − idle)"], rows,
+                           "lrr" + "r" * len(phases) + "r"))
+        print()
+        rows = []
+        ceiling_rate = None if a.no_ceiling else self.results["ceiling"]["acked"] / self.results["ceiling"]["seconds"]
+        for t in targets:
+            r = self.results[t.name]
+            rate = r["acked"] / r["seconds"]
+            cross, same, answer = r["cross"], r["same"], r["answer"]
+            rows.append([t.label, f"{rate:.1f}", f"{r['delivered'] / r['seconds']:.1f}",
+                         ms_pair(answer), ms_pair(cross) if t.swiper else "— (one process)", ms_pair(same),
+                         sum(r["send_errors"].values()), f"{rate / ceiling_rate:.2f}" if ceiling_rate else "—"])
+        print(report.table(["target", "messages/s (acknowledged)", "deliveries/s", "send answer p50 / p99",
+                            "send → delivery, other process p50 / p99", "same process p50 / p99", "failed sends",
+                            "ratio to ceiling"], rows, "lrrrrrrr"))
+        print()
+        for t in targets:
+            cpu = self.results[t.name]["cpu"]
+            other = self.results[t.name]["other_cpu"]
+            acked = self.results[t.name]["acked"] or 1
+            print(f"CPU during the sending ({t.label}): " + ", ".join(
+                f"{name} {sec:.1f} s ({1e6 * sec / acked:.0f} µs/message)" for name, sec in cpu.items() if sec)
+                + (f"; everything else (the load clients included) {100 * other:.0f}% of the machine"
+                   if other is not None else ""))
+        stderr = self.stack.stderr_lines()
+        print(f"server.py stderr during the run: {len(stderr)} lines" + (": " + stderr[-1][:200] if stderr else ""))
+        failed = False
+        for ok, text in self.checks:
+            print(("Exactly-once check: OK " if ok else "Exactly-once check: FAILED ") + text.split(" ", 2)[2])
+            failed |= not ok
+        return 1 if failed else 0
+
+
+def fmt_mb(mb: float | None) -> str:
+    return "gone" if mb is None else f"{mb:.1f} MB"
+
+
+def ms_pair(result: Result | None) -> str:
+    if result is None:
+        return "—"
+    return f"{report.fmt_ms(result.p50)} / {report.fmt_ms(result.p99)}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+
+    def body() -> int:
+        with Session(PROG, keep_logs=args.keep_logs) as session:
+            bench = ChatBench(args, session, data.BenchDb.from_env())
+            try:
+                bench.setup()
+                if not args.no_ceiling:
+                    bench.run(bench.ceiling)
+                bench.run(bench.swiper)
+            except BaseException:
+                for stack in bench.stacks:
+                    stack.show_logs()
+                raise
+            return bench.report(argv)
+
+    return main_guard(PROG, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
