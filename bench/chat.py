@@ -67,6 +67,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--base-port", type=int, metavar="P", help="first port of the block used (default: the first "
                    "free block from 19000 up)")
     p.add_argument("--no-ceiling", action="store_true", help="skip the bare relay")
+    p.add_argument("--via-nginx", action="store_true", help="sockets and sends through nginx (two nginx connections "
+                   "per socket), which picks the process: the latency is then not split by process")
     p.add_argument("--keep-logs", action="store_true", help="keep the work directory under var/bench/")
     args = p.parse_args(argv)
     checks = [(1 <= args.devices <= 8, "--devices 1..8"), (1 <= args.workers <= 32, "--workers 1..32"),
@@ -122,8 +124,13 @@ def sockets_open(port: int) -> float | None:
 class Target:
     """What the load runs against: the stack's processes or the relay."""
 
-    def __init__(self, name: str, label: str, ports: list[int], pids: dict[str, int], swiper: bool) -> None:
+    def __init__(self, name: str, label: str, ports: list[int], pids: dict[str, int], swiper: bool,
+                 connect_ports: list[int] | None = None) -> None:
+        """``ports``: the processes' own (their /metrics); ``connect_ports``: where the load goes (nginx's, with
+        --via-nginx: then which process a socket or a send lands on is nginx's choice, not known here)."""
         self.name, self.label, self.ports, self.pids, self.swiper = name, label, ports, pids, swiper
+        self.connect_ports = connect_ports or ports
+        self.placement_known = self.connect_ports == ports
         self.rss: dict[str, dict[str, float | None]] = {}
         self.metrics_open: dict[str, list[float | None]] = {}
 
@@ -169,9 +176,10 @@ class ChatBench:
         stack.start()
         self.stack = stack
         ports = [base + n for n in range(1, a.procs + 1)]
-        self.swiper = Target("swiper", "Swiper (2 procs)" if a.procs == 2 else f"Swiper ({a.procs} procs)", ports,
+        label = f"Swiper ({a.procs} procs" + (", via nginx)" if a.via_nginx else ")")
+        self.swiper = Target("swiper", label, ports,
                              {f"server.py swiper_{n:02d}": pid for n, pid in enumerate(stack.server_pids, 1)},
-                             swiper=True)
+                             swiper=True, connect_ports=[stack.layout.http_port] if a.via_nginx else None)
         self.server_limit = max_open_files(stack.server_pids[0])
         if not a.no_ceiling:
             env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
@@ -199,7 +207,7 @@ class ChatBench:
         a, s = self.args, self.session
         state = s.work / f"state-{target.name}"
         state.mkdir()
-        plan = {"state": str(state), "host": "127.0.0.1", "ports": target.ports,
+        plan = {"state": str(state), "host": "127.0.0.1", "ports": target.connect_ports,
                 "target": "swiper" if target.swiper else "bare", "devices": a.devices,
                 "pairs": [self.pairs[w::a.workers] for w in range(a.workers)], "senders": a.senders // a.workers,
                 "duration": a.duration, "drain": a.drain, "connect_parallel": a.connect_parallel,
@@ -292,9 +300,10 @@ class ChatBench:
             f"Stack: supervisord + {a.procs} server.py + nginx (scripts/start.sh of a private copy); the server "
             f"processes' Max open files: {self.server_limit}; {self.limits}",
             f"Load: {a.workers} bench.chat_load processes (Tornado websocket_connect + keep-alive HTTP/1.1, "
-            f"uvloop), {a.pairs * 2 * a.devices} sockets ({a.pairs} pairs × 2 users × {a.devices} devices) straight "
-            f"to the processes' ports, {a.senders // a.workers * a.workers} closed-loop senders for {a.duration} s; "
-            f"message rate limit raised for the run; the ceiling gets the same load on one process",
+            f"uvloop), {a.pairs * 2 * a.devices} sockets ({a.pairs} pairs × 2 users × {a.devices} devices) "
+            + ("through nginx" if a.via_nginx else "straight to the processes' ports")
+            + f", {a.senders // a.workers * a.workers} closed-loop senders for {a.duration} s; message rate limit "
+            f"raised for the run; the ceiling gets the same load on one process",
             f"Fixtures: {self.fixtures_summary}"])
         rows = []
         for t in targets:
@@ -312,8 +321,11 @@ class ChatBench:
         rows = []
         for t in targets:
             per_port = self.results[t.name]["held_per_port"]
-            for (label, pid), port in zip(t.pids.items(), t.ports):
-                on = per_port.get(str(port), 0)
+            for n, ((label, pid), port) in enumerate(zip(t.pids.items(), t.ports)):
+                if t.placement_known:
+                    on = per_port.get(str(port), 0)
+                else:  # nginx chose: the process's own count
+                    on = int(t.metrics_open["held"][n] or 0)
                 idle, with_ = t.rss["idle"][label], t.rss["with sockets"][label]
                 per = f"{1024 * (with_ - idle) / on:.1f} KB" if on and idle and with_ else "—"
                 rows.append([label, pid, on, *[fmt_mb(t.rss[ph][label]) for ph in phases], per])
@@ -327,7 +339,8 @@ class ChatBench:
             rate = r["acked"] / r["seconds"]
             cross, same, answer = r["cross"], r["same"], r["answer"]
             rows.append([t.label, f"{rate:.1f}", f"{r['delivered'] / r['seconds']:.1f}",
-                         ms_pair(answer), ms_pair(cross) if t.swiper else "— (one process)", ms_pair(same),
+                         ms_pair(answer), ms_pair(cross) if t.swiper and t.placement_known else "— (one process)" if not t.swiper else "— (unknown)",
+                         ms_pair(same) if t.placement_known else f"{ms_pair(same)} (all)",
                          sum(r["send_errors"].values()), f"{rate / ceiling_rate:.2f}" if ceiling_rate else "—"])
         print(report.table(["target", "messages/s (acknowledged)", "deliveries/s", "send answer p50 / p99",
                             "send → delivery, other process p50 / p99", "same process p50 / p99", "failed sends",
