@@ -60,10 +60,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     option("--workers", 2, "load-client processes")
     option("--senders", 64, "concurrent senders, over all workers (closed loop)")
     option("--duration", 15, "seconds of sending")
+    option("--warmup", 3, "seconds of sending before the measured stretch (counted for exactly-once only)")
     option("--drain", 10, "seconds at most to wait for deliveries still owed after the last send")
     option("--settle", 3, "seconds between a phase and its RSS reading")
     option("--connect-parallel", 50, "handshakes in flight per worker")
     option("--procs", 2, "server processes")
+    option("--rounds", 1, "rounds on the stack (connect, send, close; the ceiling runs once): whether the memory "
+           "kept after a close is reused or grows")
     p.add_argument("--base-port", type=int, metavar="P", help="first port of the block used (default: the first "
                    "free block from 19000 up)")
     p.add_argument("--no-ceiling", action="store_true", help="skip the bare relay")
@@ -74,7 +77,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     checks = [(1 <= args.devices <= 8, "--devices 1..8"), (1 <= args.workers <= 32, "--workers 1..32"),
               (2 * args.devices <= args.sockets <= 100_000, "--sockets 2×devices..100000"),
               (args.workers <= args.senders <= 10_000, "--senders --workers..10000"),
-              (1 <= args.duration <= 600, "--duration 1..600"), (1 <= args.procs <= 16, "--procs 1..16"),
+              (1 <= args.duration <= 600, "--duration 1..600"), (0 <= args.warmup <= 60, "--warmup 0..60"),
+              (1 <= args.rounds <= 20, "--rounds 1..20"), (1 <= args.procs <= 16, "--procs 1..16"),
               (0 <= args.drain <= 120 and 0 <= args.settle <= 60, "--drain 0..120, --settle 0..60"),
               (1 <= args.connect_parallel <= 1000, "--connect-parallel 1..1000")]
     for ok, message in checks:
@@ -146,7 +150,7 @@ class ChatBench:
     def __init__(self, args: argparse.Namespace, session: Session, db: data.BenchDb) -> None:
         self.args, self.session, self.db = args, session, db
         self.stacks: list[Stack] = []
-        self.results: dict[str, dict[str, Any]] = {}
+        self.runs: list[tuple[Target, int, dict[str, Any]]] = []  # (target, round, figures), in run order
         self.checks: list[tuple[bool, str]] = []
 
     def setup(self) -> None:
@@ -203,28 +207,31 @@ class ChatBench:
             time.sleep(0.1)
         return [json.loads(p.read_text()) for p in paths]
 
-    def run(self, target: Target) -> None:
+    def run(self, target: Target, rnd: int = 1) -> None:
         a, s = self.args, self.session
-        state = s.work / f"state-{target.name}"
+        state = s.work / f"state-{target.name}-{rnd}"
         state.mkdir()
+        target.rss, target.metrics_open = {}, {}
         plan = {"state": str(state), "host": "127.0.0.1", "ports": target.connect_ports,
                 "target": "swiper" if target.swiper else "bare", "devices": a.devices,
                 "pairs": [self.pairs[w::a.workers] for w in range(a.workers)], "senders": a.senders // a.workers,
-                "duration": a.duration, "drain": a.drain, "connect_parallel": a.connect_parallel,
-                "connect_timeout": 30, "request_timeout": 10}
+                "duration": a.duration, "warmup": a.warmup, "drain": a.drain, "connect_parallel": a.connect_parallel,
+                "connect_timeout": 30, "request_timeout": 10,
+                "round": rnd, "fresh": rnd == 1}
         (state / "plan.json").write_text(json.dumps(plan))
         target.read_rss("idle")
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
                "SWIPER_EVENT_LOOP": self.settings["SWIPER_EVENT_LOOP"]}
-        procs = [s.spawn(f"load-{target.name}-{w}", [PYTHON, "-m", "bench.chat_load", "--plan",
+        procs = [s.spawn(f"load-{target.name}-{rnd}-{w}", [PYTHON, "-m", "bench.chat_load", "--plan",
                                                     str(state / "plan.json"), "--worker", str(w)], env=env)
                  for w in range(a.workers)]
-        s.say(f"{target.label}: opening {a.pairs * 2 * a.devices} sockets from {a.workers} workers ...")
+        label = self.label(target, rnd)
+        s.say(f"{label}: opening {a.pairs * 2 * a.devices} sockets from {a.workers} workers ...")
         held = self.wait_states(state, "held", procs, 300)
         time.sleep(a.settle)
         target.read_rss("with sockets")
         target.read_open("held")
-        s.say(f"{target.label}: {sum(h['held'] for h in held)} held; sending for {a.duration} s "
+        s.say(f"{label}: {sum(h['held'] for h in held)} held; sending for {a.duration} s "
               f"({plan['senders'] * a.workers} senders) ...")
         meter = CpuMeter({**target.pids, "redis": listener_pid(self.db.redis_port),
                           "mariadbd": listener_pid(self.db.mysql_port)})
@@ -248,9 +255,14 @@ class ChatBench:
                 proc.popen.wait(30)
             except Exception:
                 raise BenchError(f"load worker {proc.name} did not exit after the close") from None
-        self.results[target.name] = self.aggregate(target, held, sent, closed, meter)
+        res = self.aggregate(label, held, sent, closed, meter)
+        res["rss"], res["open"] = target.rss, target.metrics_open
+        self.runs.append((target, rnd, res))
 
-    def aggregate(self, target: Target, held: list[dict], sent: list[dict], closed: list[dict],
+    def label(self, target: Target, rnd: int) -> str:
+        return target.label + (f", round {rnd}" if target.swiper and self.args.rounds > 1 else "")
+
+    def aggregate(self, label: str, held: list[dict], sent: list[dict], closed: list[dict],
                   meter: CpuMeter) -> dict[str, Any]:
         def total(rows: list[dict], key: str) -> int:
             return sum(r[key] for r in rows)
@@ -269,7 +281,7 @@ class ChatBench:
         res = {
             "asked": total(held, "asked"), "held": total(held, "held"), "refused": merged(held, "refused"),
             "held_per_port": merged(held, "held_per_port"), "connect_s": max(h["seconds"] for h in held),
-            "seconds": seconds, "acked": total(sent, "acked"), "attempted": total(sent, "attempted"),
+            "seconds": seconds, "acked": total(sent, "acked"), "measured": total(sent, "measured"), "attempted": total(sent, "attempted"),
             "send_errors": merged(sent, "send_errors"), "closed_early": total(sent, "closed_early"),
             "frames_other": merged(sent, "frames_other"), "still_open": total(closed, "still_open"),
             "cpu": meter.used, "other_cpu": meter.other_share,
@@ -284,7 +296,7 @@ class ChatBench:
         ok = (res["acked"] > 0 and res["missing"] == 0 and res["duplicated"] == 0 and res["unexpected"] == 0
               and res["stray"] == 0 and res["seq_gaps"] == 0 and res["once"] == res["expected"])
         self.checks.append((ok, (
-            f"Exactly-once check ({target.label}): {res['acked']} messages acknowledged of {res['attempted']} sent "
+            f"Exactly-once check ({label}): {res['acked']} messages acknowledged of {res['attempted']} sent "
             f"({sum(res['send_errors'].values())} failed: {res['send_errors'] or 'none'}); {res['expected']} "
             f"deliveries owed to held sockets, {res['once']} delivered once, {res['missing']} missing, "
             f"{res['duplicated']} duplicated, {res['unexpected']} to a socket not owed, {res['stray']} of an "
@@ -295,65 +307,65 @@ class ChatBench:
     # --- the report --------------------------------------------------------------------------------------------
     def report(self, argv: list[str]) -> int:
         a = self.args
-        targets = [self.swiper] + ([] if a.no_ceiling else [self.ceiling])
         report.preamble(PROG, argv, [self.code], [
             f"Stack: supervisord + {a.procs} server.py + nginx (scripts/start.sh of a private copy); the server "
             f"processes' Max open files: {self.server_limit}; {self.limits}",
             f"Load: {a.workers} bench.chat_load processes (Tornado websocket_connect + keep-alive HTTP/1.1, "
             f"uvloop), {a.pairs * 2 * a.devices} sockets ({a.pairs} pairs × 2 users × {a.devices} devices) "
             + ("through nginx" if a.via_nginx else "straight to the processes' ports")
-            + f", {a.senders // a.workers * a.workers} closed-loop senders for {a.duration} s; message rate limit "
+            + f", {a.senders // a.workers * a.workers} closed-loop senders for {a.duration} s after {a.warmup} s of warm-up; message rate limit "
             f"raised for the run; the ceiling gets the same load on one process",
             f"Fixtures: {self.fixtures_summary}"])
         rows = []
-        for t in targets:
-            r = self.results[t.name]
+        for t, rnd, r in self.runs:
             refused = ", ".join(f"{k} {v}" for k, v in r["refused"].items()) or "0"
             server = ""
             if t.swiper:
-                server = " + ".join("?" if n is None else f"{n:.0f}" for n in t.metrics_open.get("held", []))
-            rows.append([t.label, r["asked"], r["held"], refused, r["closed_early"], server or "—",
+                server = " + ".join("?" if n is None else f"{n:.0f}" for n in r["open"].get("held", []))
+            rows.append([self.label(t, rnd), r["asked"], r["held"], refused, r["closed_early"], server or "—",
                          f"{r['connect_s']:.1f} s"])
         print(report.table(["target", "sockets asked", "held", "refused", "closed during the run",
                             "open per process (/metrics)", "time to connect"], rows, "lrrlrrr"))
         print()
-        phases = list(next(iter(targets)).rss)
+        phases = list(self.runs[0][2]["rss"])
         rows = []
-        for t in targets:
-            per_port = self.results[t.name]["held_per_port"]
+        for t, rnd, r in self.runs:
             for n, ((label, pid), port) in enumerate(zip(t.pids.items(), t.ports)):
                 if t.placement_known:
-                    on = per_port.get(str(port), 0)
+                    on = r["held_per_port"].get(str(port), 0)
                 else:  # nginx chose: the process's own count
-                    on = int(t.metrics_open["held"][n] or 0)
-                idle, with_ = t.rss["idle"][label], t.rss["with sockets"][label]
+                    on = int(r["open"]["held"][n] or 0)
+                rss = r["rss"]
+                idle, with_ = rss["idle"][label], rss["with sockets"][label]
                 per = f"{1024 * (with_ - idle) / on:.1f} KB" if on and idle and with_ else "—"
-                rows.append([label, pid, on, *[fmt_mb(t.rss[ph][label]) for ph in phases], per])
+                rows.append([label + (f", round {rnd}" if t.swiper and a.rounds > 1 else ""), pid, on,
+                             *[fmt_mb(rss[ph][label]) for ph in phases], per])
         print(report.table(["process", "pid", "sockets", *phases, "per socket (with − idle)"], rows,
                            "lrr" + "r" * len(phases) + "r"))
         print()
         rows = []
-        ceiling_rate = None if a.no_ceiling else self.results["ceiling"]["acked"] / self.results["ceiling"]["seconds"]
-        for t in targets:
-            r = self.results[t.name]
-            rate = r["acked"] / r["seconds"]
+        ceiling = [r for t, _, r in self.runs if not t.swiper]
+        ceiling_rate = ceiling[0]["measured"] / ceiling[0]["seconds"] if ceiling else None
+        for t, rnd, r in self.runs:
+            rate = r["measured"] / r["seconds"]
             cross, same, answer = r["cross"], r["same"], r["answer"]
-            rows.append([t.label, f"{rate:.1f}", f"{r['delivered'] / r['seconds']:.1f}",
-                         ms_pair(answer), ms_pair(cross) if t.swiper and t.placement_known else "— (one process)" if not t.swiper else "— (unknown)",
-                         ms_pair(same) if t.placement_known else f"{ms_pair(same)} (all)",
+            if not t.swiper:
+                other = "— (one process)"
+            else:
+                other = ms_pair(cross) if t.placement_known else "— (unknown)"
+            rows.append([self.label(t, rnd), f"{rate:.1f}", f"{r['delivered'] / r['seconds']:.1f}",
+                         ms_pair(answer), other, ms_pair(same) if t.placement_known else f"{ms_pair(same)} (all)",
                          sum(r["send_errors"].values()), f"{rate / ceiling_rate:.2f}" if ceiling_rate else "—"])
         print(report.table(["target", "messages/s (acknowledged)", "deliveries/s", "send answer p50 / p99",
                             "send → delivery, other process p50 / p99", "same process p50 / p99", "failed sends",
                             "ratio to ceiling"], rows, "lrrrrrrr"))
         print()
-        for t in targets:
-            cpu = self.results[t.name]["cpu"]
-            other = self.results[t.name]["other_cpu"]
-            acked = self.results[t.name]["acked"] or 1
-            print(f"CPU during the sending ({t.label}): " + ", ".join(
-                f"{name} {sec:.1f} s ({1e6 * sec / acked:.0f} µs/message)" for name, sec in cpu.items() if sec)
-                + (f"; everything else (the load clients included) {100 * other:.0f}% of the machine"
-                   if other is not None else ""))
+        for t, rnd, r in self.runs:
+            acked = r["acked"] or 1  # the CPU meter spans the warm-up too
+            print(f"CPU during the sending ({self.label(t, rnd)}): " + ", ".join(
+                f"{name} {sec:.1f} s ({1e6 * sec / acked:.0f} µs/message)" for name, sec in r["cpu"].items() if sec)
+                + (f"; everything else on the machine (the load clients, other sessions) {100 * r['other_cpu']:.0f}%"
+                   " of it" if r["other_cpu"] is not None else ""))
         stderr = self.stack.stderr_lines()
         print(f"server.py stderr during the run: {len(stderr)} lines" + (": " + stderr[-1][:200] if stderr else ""))
         failed = False
@@ -384,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
                 bench.setup()
                 if not args.no_ceiling:
                     bench.run(bench.ceiling)
-                bench.run(bench.swiper)
+                for rnd in range(1, args.rounds + 1):
+                    bench.run(bench.swiper, rnd)
             except BaseException:
                 for stack in bench.stacks:
                     stack.show_logs()

@@ -7,12 +7,14 @@
    processes), ``connect_parallel`` handshakes at a time; then write ``worker-N.held.json`` (held, refused by
    reason).
 2. on ``go-send``: ``senders`` concurrent senders, each with its own keep-alive HTTP connection per port, post
-   messages for ``duration`` seconds (closed loop: the next after the answer), each from one device of one user
+   messages for ``warmup`` + ``duration`` seconds (only those sent after the warm-up make the rate and the
+   latencies; all count for exactly-once) (closed loop: the next after the answer), each from one device of one user
    of its pairs (alternating sides and devices) to the port of that device; ``t0`` is taken before the request.
    Every socket reads all the while and notes, per ``client_id``, which socket got the ``message`` frame and
    when (``time.monotonic()``, the same clock in every process on the machine).
 3. after the last answer, up to ``drain`` seconds for the deliveries still owed; then ``worker-N.sent.json``:
-   the counts (acknowledged, failed, exactly-once), and the latency samples.
+   the counts (acknowledged, failed, exactly-once; each conversation's seqs 1..n, or in a later ``round`` a run
+   without gaps), and the latency samples.
 4. on ``go-close``: close every socket, wait for the closes, write ``worker-N.closed.json``, exit 0.
 
 Each pair belongs to one worker, so a worker checks exactly-once for its pairs alone: every acknowledged message
@@ -58,6 +60,7 @@ class Sent:
     other: int
     acked: bool = False
     seq: int | None = None
+    answer_ms: float | None = None
     match_key: tuple[int, int] = (0, 0)
     deliveries: list[tuple[int, float]] = field(default_factory=list)  # (socket index, monotonic time)
 
@@ -130,7 +133,6 @@ class Worker:
         self.frames_other: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
         self.send_errors: Counter[str] = Counter()
-        self.answer_ms: list[float] = []
         self.owed = 0  # deliveries of acknowledged messages not yet seen
 
     def write_state(self, name: str, data: dict[str, Any]) -> None:
@@ -203,7 +205,7 @@ class Worker:
                 device = (turn // 2) % devices
                 port_index = (2 * k + u_local + device) % len(self.ports)
                 step += 1
-                client_id = f"w{self.n}s{i}n{step}"
+                client_id = f"r{self.plan.get('round', 1)}w{self.n}s{i}n{step}"
                 text = f"bench {client_id}"
                 if self.swiper:
                     path = f"/api/v1/matches/{other}/messages"
@@ -222,7 +224,7 @@ class Worker:
                     self.send_errors[type(exc).__name__] += 1
                     conns[port_index].close()
                     continue
-                self.answer_ms.append(1000 * (time.monotonic() - sent.t0))
+                sent.answer_ms = 1000 * (time.monotonic() - sent.t0)
                 if status != 200:
                     self.send_errors[f"HTTP {status}"] += 1
                     continue
@@ -239,20 +241,22 @@ class Worker:
     async def send_phase(self) -> dict[str, Any]:
         plan = self.plan
         senders = max(1, min(plan["senders"], len(self.pairs)))
-        start = time.monotonic()
-        deadline = start + plan["duration"]
+        measure_from = time.monotonic() + plan.get("warmup", 0)
+        deadline = measure_from + plan["duration"]
         await asyncio.gather(*[self.sender(i, self.pairs[i::senders], deadline) for i in range(senders)])
-        sending = time.monotonic() - start
+        sending = time.monotonic() - measure_from
         drain_until = time.monotonic() + plan["drain"]
         while self.owed > 0 and time.monotonic() < drain_until:
             await asyncio.sleep(0.05)
-        return self.check(sending)
+        return self.check(sending, measure_from)
 
-    def check(self, seconds: float) -> dict[str, Any]:
-        """Exactly-once over this worker's pairs, the latencies, the seqs."""
+    def check(self, seconds: float, measure_from: float = 0.0) -> dict[str, Any]:
+        """Exactly-once over this worker's pairs (every message, the warm-up's too); the rate and the latencies of
+        the messages sent from ``measure_from`` on; the seqs."""
         held = {s.index for s in self.socks if s.conn is not None}
         expected = once = missing = duplicated = unexpected = unacked_delivered = 0
-        cross, same = [], []
+        cross, same, answers = [], [], []
+        measured = 0
         seqs: dict[tuple[int, int], list[int]] = defaultdict(list)
         last_delivery = 0.0
         for sent in self.sent.values():
@@ -271,16 +275,27 @@ class Worker:
                 missing += n == 0
                 duplicated += max(0, n - 1)
             unexpected += sum(n for index, n in got.items() if index not in targets)
+            if sent.t0 < measure_from:
+                continue
+            measured += 1
+            if sent.answer_ms is not None:
+                answers.append(sent.answer_ms)
             for index, t in sent.deliveries:
                 if index in targets:
                     (same if self.socks[index].port_index == sent.port_index else cross).append(
                         1000 * (t - sent.t0))
-        seq_gaps = sum(1 for values in seqs.values() if sorted(values) != list(range(1, len(values) + 1)))
+        fresh = self.plan.get("fresh", True)  # the fixtures reset the conversations: seqs start at 1
+
+        def gap(values: list[int]) -> bool:
+            first = 1 if fresh else values[0]
+            return values != list(range(first, first + len(values)))
+
+        seq_gaps = sum(gap(sorted(values)) for values in seqs.values())
         acked = sum(1 for s in self.sent.values() if s.acked)
-        return {"seconds": seconds, "acked": acked, "attempted": len(self.sent), "send_errors": dict(self.send_errors),
+        return {"seconds": seconds, "acked": acked, "measured": measured, "attempted": len(self.sent), "send_errors": dict(self.send_errors),
                 "expected": expected, "once": once, "missing": missing, "duplicated": duplicated,
                 "unexpected": unexpected, "stray": sum(self.stray.values()), "unacked_delivered": unacked_delivered,
-                "seq_gaps": seq_gaps, "conversations": len(seqs), "answer_ms": self.answer_ms, "cross_ms": cross,
+                "seq_gaps": seq_gaps, "conversations": len(seqs), "answer_ms": answers, "cross_ms": cross,
                 "same_ms": same, "closed_early": sum(s.closed_early for s in self.socks),
                 "frames_other": dict(self.frames_other), "last_delivery": last_delivery}
 

@@ -14,8 +14,8 @@ from bench.lib.system import find_port_block
 from tests.bench.test_runs import (assert_nothing_left, bench_dirs, bench_env, run_bench,  # noqa: F401 (fixture)
                                    worktrees)
 
-TINY = ["--sockets", "16", "--devices", "2", "--workers", "2", "--senders", "2", "--duration", "1", "--drain", "5",
-        "--settle", "1"]
+TINY = ["--sockets", "16", "--devices", "2", "--workers", "2", "--senders", "2", "--duration", "1", "--warmup", "1",
+        "--drain", "5", "--settle", "1"]
 
 
 def worker(tmp_path: Path) -> Worker:
