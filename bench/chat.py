@@ -198,8 +198,8 @@ class ChatBench:
         deadline = time.monotonic() + timeout
         paths = [state / f"worker-{w}.{name}.json" for w in range(len(procs))]
         while not all(p.exists() for p in paths):
-            for proc in procs:
-                if not proc.running():
+            for proc, path in zip(procs, paths):
+                if not proc.running() and not path.exists():  # one that wrote its last state may have exited
                     self.session.tail(proc.err, 30)
                     raise BenchError(f"load worker {proc.name} exited ({proc.popen.returncode}) before '{name}'")
             if time.monotonic() > deadline:
