@@ -8,7 +8,9 @@ from inside: RSS (``/proc/self/status``), the collector's counts, the live objec
 socket (``EventsHandler``, ``WebSocketProtocol13``, ``IOStream``, ``Feed``, futures, tasks), and the object count
 by type; then, after the close, it runs ``gc.collect()`` and reads them again. So a socket's objects still alive
 after a close (a leak) are told apart from garbage waiting for the collector (delayed collection) and from
-memory the allocator keeps after the objects are gone (retention). Prints one table per cycle.
+memory the allocator keeps after the objects are gone (retention); after the first close it also shows what
+still refers to a closed socket's objects. ``--break-cycle`` patches, in the probe process only, the handler's
+close to drop its ``Feed`` (which refers back to the handler): what the close frees then. Prints one table.
 """
 from __future__ import annotations
 
@@ -43,6 +45,31 @@ def census() -> Counter[str]:
     return Counter(type(o).__name__ for o in gc.get_objects())
 
 
+def owner(obj: object) -> str:
+    """What holds ``obj``: its type, and for a __dict__ or a cell, whose."""
+    name = type(obj).__name__
+    if isinstance(obj, dict):
+        for holder in gc.get_referrers(obj):
+            if getattr(holder, "__dict__", None) is obj:
+                return f"{type(holder).__name__}.__dict__"
+    if name in ("cell", "frame", "coroutine", "method"):
+        return f"{name} ({getattr(obj, '__qualname__', '') or getattr(getattr(obj, 'cr_code', None), 'co_qualname', '')})"
+    return name
+
+
+def show_referrers() -> None:
+    """After the close (before any collection): what still refers to one closed socket's objects."""
+    for kind in ("EventsHandler", "Feed", "IOStream", "Task"):
+        objs = [o for o in gc.get_objects() if type(o).__name__ == kind]
+        if not objs:
+            continue
+        target = objs[0]
+        holders = Counter(owner(r) for r in gc.get_referrers(target) if r is not objs)
+        extra = f" ({target.get_coro().__qualname__})" if kind == "Task" else ""
+        print(f"  a closed socket's {kind}{extra} is referred to by: "
+              + ", ".join(f"{n}× {h}" for h, n in holders.most_common(8)), flush=True)
+
+
 async def probe(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(ROOT))
     import server  # the app as server.py builds it
@@ -54,6 +81,15 @@ async def probe(args: argparse.Namespace) -> None:
     from services.sms import build_sms_sender
     from tornado.httpserver import HTTPServer
 
+    if args.break_cycle:  # the experiment: what the close would free if the handler dropped its Feed
+        from handlers.chat import EventsHandler
+        closing = EventsHandler.on_close
+
+        def on_close(self) -> None:
+            closing(self)
+            self.__dict__.pop("feed", None)
+
+        EventsHandler.on_close = on_close
     settings = load_settings_or_exit(PROG)
     keys.configure(settings.redis_prefix)
     init_db(settings)
@@ -103,6 +139,8 @@ async def probe(args: argparse.Namespace) -> None:
         await proc.wait()
         await asyncio.sleep(2)
         reading(f"cycle {cycle}: closed")
+        if cycle == 1:
+            show_referrers()
         start = time.monotonic()
         found = gc.collect()
         reading(f"cycle {cycle}: closed, after gc.collect() ({found} unreachable, {time.monotonic() - start:.2f} s)")
@@ -124,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cycles", type=int, default=3, help="connect/send/close cycles (default 3)")
     p.add_argument("--duration", type=int, default=5, help="seconds of sending per cycle (default 5)")
     p.add_argument("--senders", type=int, default=16, help="closed-loop senders (default 16)")
+    p.add_argument("--break-cycle", action="store_true", help="an experiment in the probe process only: "
+                   "EventsHandler.on_close also drops the handler's Feed (the Feed refers back to the handler)")
     p.add_argument("--keep-logs", action="store_true")
     p.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)  # the server side, in its own process
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -150,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             out = session.run("probe", [PYTHON, "-m", PROG, "--probe", "--port", str(port), "--pairs",
                                         str(session.work / "fx" / "pairs.tsv"), "--state", str(session.work / "st"),
                                         "--cycles", str(args.cycles), "--devices", str(args.devices),
-                                        "--duration", str(args.duration), "--senders", str(args.senders)],
+                                        "--duration", str(args.duration), "--senders", str(args.senders),
+                                        *(["--break-cycle"] if args.break_cycle else [])],
                               env={**data.step_env(values), "PYTHONPATH": str(ROOT)},
                               timeout=120 + args.cycles * (args.duration + 120))
             print(f"Command: .venv/bin/python -m {PROG} {' '.join(argv)}\n")
