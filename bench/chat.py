@@ -198,7 +198,7 @@ class ChatBench:
         deadline = time.monotonic() + timeout
         paths = [state / f"worker-{w}.{name}.json" for w in range(len(procs))]
         while not all(p.exists() for p in paths):
-            for proc, path in zip(procs, paths):
+            for proc, path in zip(procs, paths, strict=True):
                 if not proc.running() and not path.exists():  # one that wrote its last state may have exited
                     self.session.tail(proc.err, 30)
                     raise BenchError(f"load worker {proc.name} exited ({proc.popen.returncode}) before '{name}'")
@@ -281,7 +281,8 @@ class ChatBench:
         res = {
             "asked": total(held, "asked"), "held": total(held, "held"), "refused": merged(held, "refused"),
             "held_per_port": merged(held, "held_per_port"), "connect_s": max(h["seconds"] for h in held),
-            "seconds": seconds, "acked": total(sent, "acked"), "measured": total(sent, "measured"), "attempted": total(sent, "attempted"),
+            "seconds": seconds, "acked": total(sent, "acked"), "measured": total(sent, "measured"),
+            "attempted": total(sent, "attempted"),
             "send_errors": merged(sent, "send_errors"), "closed_early": total(sent, "closed_early"),
             "frames_other": merged(sent, "frames_other"), "still_open": total(closed, "still_open"),
             "cpu": meter.used, "other_cpu": meter.other_share,
@@ -313,8 +314,8 @@ class ChatBench:
             f"Load: {a.workers} bench.chat_load processes (Tornado websocket_connect + keep-alive HTTP/1.1, "
             f"uvloop), {a.pairs * 2 * a.devices} sockets ({a.pairs} pairs × 2 users × {a.devices} devices) "
             + ("through nginx" if a.via_nginx else "straight to the processes' ports")
-            + f", {a.senders // a.workers * a.workers} closed-loop senders for {a.duration} s after {a.warmup} s of warm-up; message rate limit "
-            f"raised for the run; the ceiling gets the same load on one process",
+            + f", {a.senders // a.workers * a.workers} closed-loop senders for {a.duration} s after {a.warmup} s of "
+            "warm-up; message rate limit raised for the run; the ceiling gets the same load on one process",
             f"Fixtures: {self.fixtures_summary}"])
         rows = []
         for t, rnd, r in self.runs:
@@ -330,7 +331,7 @@ class ChatBench:
         phases = list(self.runs[0][2]["rss"])
         rows = []
         for t, rnd, r in self.runs:
-            for n, ((label, pid), port) in enumerate(zip(t.pids.items(), t.ports)):
+            for n, ((label, pid), port) in enumerate(zip(t.pids.items(), t.ports, strict=True)):
                 if t.placement_known:
                     on = r["held_per_port"].get(str(port), 0)
                 else:  # nginx chose: the process's own count

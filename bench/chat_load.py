@@ -292,7 +292,8 @@ class Worker:
 
         seq_gaps = sum(gap(sorted(values)) for values in seqs.values())
         acked = sum(1 for s in self.sent.values() if s.acked)
-        return {"seconds": seconds, "acked": acked, "measured": measured, "attempted": len(self.sent), "send_errors": dict(self.send_errors),
+        return {"seconds": seconds, "acked": acked, "measured": measured, "attempted": len(self.sent),
+                "send_errors": dict(self.send_errors),
                 "expected": expected, "once": once, "missing": missing, "duplicated": duplicated,
                 "unexpected": unexpected, "stray": sum(self.stray.values()), "unacked_delivered": unacked_delivered,
                 "seq_gaps": seq_gaps, "conversations": len(seqs), "answer_ms": answers, "cross_ms": cross,

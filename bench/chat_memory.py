@@ -18,9 +18,9 @@ import argparse
 import asyncio
 import gc
 import json
-import os
 import sys
 import time
+import tracemalloc
 from collections import Counter
 from pathlib import Path
 
@@ -53,7 +53,8 @@ def owner(obj: object) -> str:
             if getattr(holder, "__dict__", None) is obj:
                 return f"{type(holder).__name__}.__dict__"
     if name in ("cell", "frame", "coroutine", "method"):
-        return f"{name} ({getattr(obj, '__qualname__', '') or getattr(getattr(obj, 'cr_code', None), 'co_qualname', '')})"
+        code = getattr(obj, "cr_code", None)
+        return f"{name} ({getattr(obj, '__qualname__', '') or getattr(code, 'co_qualname', '')})"
     return name
 
 
@@ -70,7 +71,20 @@ def show_referrers() -> None:
               + ", ".join(f"{n}× {h}" for h, n in holders.most_common(8)), flush=True)
 
 
+def show_allocations(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, top: int) -> None:
+    """What the open sockets allocated, by the line that allocated it (outside tracemalloc and this probe)."""
+    ignore = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, __file__)]
+    diff = after.filter_traces(ignore).compare_to(before.filter_traces(ignore), "lineno")
+    total = sum(d.size_diff for d in diff)
+    print(f"  traced growth with the sockets open: {total / 1048576:.1f} MB; the largest {top} lines:")
+    for d in diff[:top]:
+        frame = d.traceback[0]
+        print(f"    {d.size_diff / 1024:9.1f} KiB  {d.count_diff:+7d} blocks  {frame.filename}:{frame.lineno}")
+
+
 async def probe(args: argparse.Namespace) -> None:
+    if args.trace:
+        tracemalloc.start(1)
     sys.path.insert(0, str(ROOT))
     import server  # the app as server.py builds it
     from conf import load_settings_or_exit
@@ -117,6 +131,7 @@ async def probe(args: argparse.Namespace) -> None:
             await asyncio.sleep(0.1)
 
     reading("idle")
+    idle_snapshot = tracemalloc.take_snapshot() if args.trace else None
     for cycle in range(1, args.cycles + 1):
         state = Path(args.state) / f"cycle{cycle}"
         state.mkdir(parents=True)
@@ -130,6 +145,8 @@ async def probe(args: argparse.Namespace) -> None:
         await wait(state / "worker-0.held.json", proc)
         await asyncio.sleep(1)
         reading(f"cycle {cycle}: sockets open")
+        if idle_snapshot is not None and cycle == 1:
+            show_allocations(idle_snapshot, tracemalloc.take_snapshot(), args.trace)
         (state / "go-send").touch()
         await wait(state / "worker-0.sent.json", proc)
         sent = json.loads((state / "worker-0.sent.json").read_text())
@@ -164,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--senders", type=int, default=16, help="closed-loop senders (default 16)")
     p.add_argument("--break-cycle", action="store_true", help="an experiment in the probe process only: "
                    "EventsHandler.on_close also drops the handler's Feed (the Feed refers back to the handler)")
+    p.add_argument("--trace", type=int, default=0, metavar="N", help="tracemalloc in the probe process: the N "
+                   "lines that allocated most for the open sockets of the first cycle (slows the probe)")
     p.add_argument("--keep-logs", action="store_true")
     p.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)  # the server side, in its own process
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -191,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
                                         str(session.work / "fx" / "pairs.tsv"), "--state", str(session.work / "st"),
                                         "--cycles", str(args.cycles), "--devices", str(args.devices),
                                         "--duration", str(args.duration), "--senders", str(args.senders),
-                                        *(["--break-cycle"] if args.break_cycle else [])],
+                                        *(["--break-cycle"] if args.break_cycle else []),
+                                        "--trace", str(args.trace)],
                               env={**data.step_env(values), "PYTHONPATH": str(ROOT)},
                               timeout=120 + args.cycles * (args.duration + 120))
             print(f"Command: .venv/bin/python -m {PROG} {' '.join(argv)}\n")

@@ -49,7 +49,8 @@ def test_the_count_finds_a_missing_a_duplicated_and_a_misdirected_delivery(tmp_p
 
 
 @pytest.mark.bench_run
-def test_the_chat_bench_counts_every_delivery_once_and_stops_everything(bench_env: dict[str, str]) -> None:  # noqa: F811
+def test_the_chat_bench_counts_every_delivery_once_and_stops_everything(
+        bench_env: dict[str, str]) -> None:  # noqa: F811 (the fixture imported above)
     size = Layout(0, 2).size + 1
     base = find_port_block(size)
     dirs = bench_dirs()
