@@ -15,17 +15,14 @@ it with exit 0.
 """
 from __future__ import annotations
 
-import argparse
-import asyncio
 import itertools
-import os
-import signal
 import sys
 from collections import defaultdict
 
 import orjson
 from tornado import web, websocket
-from tornado.httpserver import HTTPServer
+
+from bench.bare import no_log, run_ceiling
 
 SOCKETS: dict[int, set[Relay]] = defaultdict(set)
 SEQ: dict[tuple[int, int], int] = defaultdict(int)
@@ -73,38 +70,15 @@ class Send(web.RequestHandler):
         self.write(orjson.dumps({"code": 0, "data": message}))
 
 
-def _no_log(handler: web.RequestHandler) -> None:
-    """No access line: the ceiling does no per-request logging."""
-
-
-async def serve(port: int) -> None:
-    app = web.Application([(r"/", Ready), (r"/ws", Relay), (r"/send", Send)], log_function=_no_log,
-                          compress_response=False)
-    server = HTTPServer(app, idle_connection_timeout=75)
-    server.listen(port, address="127.0.0.1")
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    await stopping.wait()
-    server.stop()
+def close_sockets() -> None:
     for sock in [s for group in SOCKETS.values() for s in group]:
         sock.close(1001)
-    await server.close_all_connections()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Bare Tornado WebSocket relay for the chat benchmark.")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default=os.environ.get("SWIPER_EVENT_LOOP", "uvloop"),
-                        help="the event loop, as server.py picks it (default: $SWIPER_EVENT_LOOP, else uvloop)")
-    args = parser.parse_args(argv)
-    if args.loop == "uvloop":
-        import uvloop
-        uvloop.run(serve(args.port))
-    else:
-        asyncio.run(serve(args.port))
-    return 0
+    app = web.Application([(r"/", Ready), (r"/ws", Relay), (r"/send", Send)], log_function=no_log,
+                          compress_response=False)
+    return run_ceiling(argv, "Bare Tornado WebSocket relay for the chat benchmark.", app, close_sockets)
 
 
 if __name__ == "__main__":

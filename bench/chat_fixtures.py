@@ -17,21 +17,19 @@ from the environment: run it with the bench database and Redis db/prefix only.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a file too
 
-from conf import Settings, load_settings_or_exit  # noqa: E402
-from models import Match, Message, db, init_db  # noqa: E402
+from bench.fixtures import connected, run_step  # noqa: E402
+from conf import Settings  # noqa: E402
+from models import Match, Message  # noqa: E402
 from models.base import utcnow  # noqa: E402
 from services import keys  # noqa: E402
 from services.accounts import find_or_register, forget_account  # noqa: E402
-from services.redis_client import build_redis  # noqa: E402
 from services.tokens import start_session  # noqa: E402
 
 PHONE_PREFIX = "156"
@@ -82,12 +80,9 @@ async def reset_conversations(pairs: list[tuple[int, int, int]], redis) -> int:
 
 
 async def run(settings: Settings, args: argparse.Namespace) -> None:
-    keys.configure(settings.redis_prefix)
-    init_db(settings)
-    redis = build_redis(settings)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    try:
+    async with connected(settings) as redis:
         started = time.monotonic()
         pairs = await ensure_pairs(args.pairs, redis)
         deleted = await reset_conversations(pairs, redis)
@@ -101,10 +96,6 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
                    f"messages_of_earlier_runs_deleted={deleted} seconds={time.monotonic() - started:.1f}")
         (out / "summary.txt").write_text(summary + "\n")
         log(summary)
-    finally:
-        await redis.aclose()
-        if db.is_connected:
-            await db.aio_close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,14 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.pairs <= MAX_PAIRS:
         parser.error(f"--pairs 1..{MAX_PAIRS}")
-    settings = load_settings_or_exit("bench.chat_fixtures")
-    warnings.filterwarnings("ignore", module="aiomysql")
-    try:
-        asyncio.run(run(settings, args))
-    except OSError as exc:
-        print(f"bench.chat_fixtures: cannot reach a dependency: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_step("bench.chat_fixtures", run, args)
 
 
 if __name__ == "__main__":
