@@ -53,7 +53,7 @@ def test_the_chat_bench_counts_every_delivery_once_and_stops_everything(
         bench_env: dict[str, str]) -> None:  # noqa: F811 (the fixture imported above)
     size = Layout(0, 2).size + 1
     base = find_port_block(size)
-    dirs = bench_dirs()
+    dirs, trees = bench_dirs(), worktrees()
     out = run_bench("bench.chat", [*TINY, "--base-port", str(base)], bench_env)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     checks = re.findall(r"^Exactly-once check: OK \((.+?)\): ([1-9]\d*) messages acknowledged of (\d+) sent .*?; "
@@ -71,5 +71,4 @@ def test_the_chat_bench_counts_every_delivery_once_and_stops_everything(
     pids = [int(p) for p in re.findall(r"^\| (?:server\.py \w+|bench/bare_chat\.py) \| (\d+) \|", out.stdout, re.M)]
     assert len(pids) == 3
     table = "\n".join(f"| p | {pid} | x | y |" for pid in pids)  # the shape assert_nothing_left reads pids from
-    # bench.chat makes no git worktree, and other sessions' benchmarks add and remove theirs meanwhile
-    assert_nothing_left(bench_env, table, range(base + 1, base + size + 1), dirs, worktrees())
+    assert_nothing_left(bench_env, table, range(base + 1, base + size + 1), dirs, trees)
