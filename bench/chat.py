@@ -235,7 +235,8 @@ class ChatBench:
         s.say(f"{label}: {sum(h['held'] for h in held)} held; sending for {a.duration} s "
               f"({plan['senders'] * a.workers} senders) ...")
         meter = CpuMeter({**target.pids, "redis": listener_pid(self.db.redis_port),
-                          "mariadbd": listener_pid(self.db.mysql_port)})
+                          "mariadbd": listener_pid(self.db.mysql_port),
+                          **{f"load client {w}": proc.pid for w, proc in enumerate(procs)}})
         started = time.monotonic()
         (state / "go-send").touch()
         sent = self.wait_states(state, "sent", procs, a.duration + a.drain + 120)

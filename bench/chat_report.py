@@ -72,7 +72,7 @@ def print_report(bench: ChatBench, argv: list[str]) -> int:
         acked = r["acked"] or 1  # the CPU meter spans the warm-up too
         print(f"CPU during the sending ({bench.label(t, rnd)}): " + ", ".join(
             f"{name} {sec:.1f} s ({1e6 * sec / acked:.0f} µs/message)" for name, sec in r["cpu"].items() if sec)
-            + (f"; everything else on the machine (the load clients, other sessions) {100 * r['other_cpu']:.0f}%"
+            + (f"; everything else on the machine (other sessions) {100 * r['other_cpu']:.0f}%"
                " of it" if r["other_cpu"] is not None else ""))
     stderr = bench.stack.stderr_lines()
     print(f"server.py stderr during the run: {len(stderr)} lines" + (": " + stderr[-1][:200] if stderr else ""))
