@@ -33,16 +33,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import sys
 import time
 import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a file too
 
 from peewee import SQL, fn  # noqa: E402
+from redis.asyncio import Redis  # noqa: E402
 
 from conf import Settings, load_settings_or_exit  # noqa: E402
 from models import Match, Preferences, Swipe, User, db, init_db  # noqa: E402
@@ -234,13 +237,37 @@ async def reset_logins(redis) -> None:
     log(f"deleted {len(ids)} login users of the previous run and {deleted} of their Redis keys")
 
 
-async def run(settings: Settings, args: argparse.Namespace) -> None:
+@contextlib.asynccontextmanager
+async def connected(settings: Settings) -> AsyncIterator[Redis]:
+    """The app's keys, database and a Redis client for a fixtures step; both closed at the end."""
     keys.configure(settings.redis_prefix)
     init_db(settings)
     redis = build_redis(settings)
+    try:
+        yield redis
+    finally:
+        await redis.aclose()
+        if db.is_connected:
+            await db.aio_close()
+
+
+def run_step(prog: str, run: Callable[[Settings, argparse.Namespace], Awaitable[None]],
+             args: argparse.Namespace) -> int:
+    """A fixtures step's main: the bench settings from the environment, then ``run``; 1 for a dead dependency."""
+    settings = load_settings_or_exit(prog)
+    warnings.filterwarnings("ignore", module="aiomysql")
+    try:
+        asyncio.run(run(settings, args))
+    except OSError as exc:
+        print(f"{prog}: cannot reach a dependency: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def run(settings: Settings, args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    try:
+    async with connected(settings) as redis:
         if args.reset_logins:
             await reset_logins(redis)
         robots = await ensure_robots(args.robots, settings)
@@ -270,10 +297,6 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
                    f"swipers={len(swiper_ids)} targets={len(targets)} first_page={','.join(map(str, page))}")
         (out / "summary.txt").write_text(summary + "\n")
         log(summary)
-    finally:
-        await redis.aclose()
-        if db.is_connected:
-            await db.aio_close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -289,14 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.robots < 1 or args.viewer_swipes < 0 or not 1 <= args.swipers <= 9999:
         parser.error("--robots >= 1, --viewer-swipes >= 0, --swipers 1..9999")
-    settings = load_settings_or_exit("bench.fixtures")
-    warnings.filterwarnings("ignore", module="aiomysql")
-    try:
-        asyncio.run(run(settings, args))
-    except OSError as exc:
-        print(f"bench.fixtures: cannot reach a dependency: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_step("bench.fixtures", run, args)
 
 
 if __name__ == "__main__":

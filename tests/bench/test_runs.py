@@ -54,8 +54,8 @@ def bench_env() -> Iterator[dict[str, str]]:
 
 
 def worktrees() -> list[str]:
-    """The worktrees a bench of this checkout makes (under its ``var/bench/``), by path: the repository's other
-    worktrees come and go with whoever else works in it while the test runs."""
+    """The temporary worktrees a bench of this checkout makes (under its var/bench/), by path: the repository's
+    other worktrees, and other checkouts' benches (which add and remove theirs meanwhile), are not this test's."""
     mine = f"worktree {ROOT / 'var' / 'bench'}/"
     return [line for line in git("worktree", "list", "--porcelain").splitlines() if line.startswith(mine)]
 
