@@ -210,6 +210,9 @@ class EventsHandler(BaseHandler, websocket.WebSocketHandler):
         if feed is not None:
             feed.closed = True
             self.hub.detach(feed)
+            # the feed refers to this handler (its writer): dropping our side of that cycle frees the socket's
+            # objects now, by reference counting, not at a full collection that server.py's thresholds make rare
+            self.feed = None
 
     def on_connection_close(self) -> None:
         websocket.WebSocketHandler.on_connection_close(self)

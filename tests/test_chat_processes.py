@@ -136,6 +136,8 @@ async def test_a_stopping_process_closes_its_sockets_with_1012_and_they_resume_e
     last = (await socket.next_of("message"))["event_id"]
     stopping.proc.send_signal(signal.SIGTERM)
     assert await socket.wait_closed() == 1012
+    # its own exit (a second SIGTERM from stop() could land after asyncio.run removed the handlers: killed, -15)
+    assert await asyncio.get_running_loop().run_in_executor(None, stopping.proc.wait, 20) == 0
     assert stopping.stop() == 0
     await send(client, a, b, "two")  # while b is reconnecting
     elsewhere = await EventSocket.open(app_url, token=b.token, after=last)

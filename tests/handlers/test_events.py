@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 
 import pytest
@@ -197,3 +198,31 @@ async def test_metrics_count_open_sockets_and_delivered_events(app_url, client, 
     assert values["swiper_events_delivered_total"] >= 1 and values["swiper_events_published_total"] >= 2
     assert "swiper_socket_drops_total" in values and values["swiper_events_resyncs_owed"] == 0
     socket.close()
+
+
+def _live_event_handlers() -> int:
+    from handlers.chat import EventsHandler
+    return sum(1 for obj in gc.get_objects() if isinstance(obj, EventsHandler))
+
+
+async def test_a_closed_socket_is_freed_at_the_close_without_the_cycle_collector(app_url, client, make_person):
+    """server.py raises the collector's thresholds, so anything a closed socket leaves in a reference cycle waits
+    for a rare full collection: memory would grow with every socket that ever closed (BENCH.md, "Why a closed
+    socket's memory stays"). The handler and its Feed must let go of each other at the close."""
+    a, b = await matched(client, make_person)
+    gc.collect()
+    before = _live_event_handlers()
+    gc.disable()
+    try:
+        socket = await EventSocket.open(app_url, token=b.token)
+        await send(client, a, b, "hello")
+        await socket.next_of("message")
+        assert _live_event_handlers() == before + 1
+        socket.close()
+        for _ in range(100):
+            if _live_event_handlers() == before:
+                break
+            await asyncio.sleep(0.05)
+        assert _live_event_handlers() == before
+    finally:
+        gc.enable()
