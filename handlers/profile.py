@@ -8,7 +8,9 @@ from handlers.contract import Gender, RequestModel, ShortText, integer, operatio
 from handlers.shapes import Profile, PublicUser
 from services.accounts import load_account
 from services.location.positions import search_origin
-from services.profiles import owner_view, public_view, update_profile
+from services.errors import NotFoundError
+from services.profiles import owner_view, public_views, update_profile
+from services.safety.visibility import can_see
 
 Distance = integer(0, 1000)
 DatingAge = integer(18, 100)
@@ -59,9 +61,11 @@ class UserHandler(BaseHandler):
     @operation("getUser", tag="profile", summary="A user's public view", response=PublicUser, errors=(404,))
     async def get(self, user_id: str) -> None:
         """Anyone's public view: never phone, birthday or preferences."""
+        if not await can_see(self.user_id, int(user_id)):
+            raise NotFoundError("No such user.")
         account = await load_account(redis=self.redis, settings=self.settings_obj, user_id=int(user_id))
         origin = await search_origin((await self.current_account()).user)
-        self.ok(public_view(account.user, self.settings_obj, origin))
+        self.ok((await public_views(self.settings_obj, self.user_id, [account.user], origin))[0])
 
 
 routes = [
