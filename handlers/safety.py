@@ -50,7 +50,7 @@ class BlocksHandler(BaseHandler):
                errors=(404, 409))
     async def post(self, body: BlockBody) -> None:
         """Idempotent; neither sees the other anywhere from now on."""
-        await blocks.block_user(events=self.events, me=self.user_id, target_id=body.user_id)
+        await blocks.block_user(redis=self.redis, events=self.events, me=self.user_id, target_id=body.user_id)
         self.ok(None)
 
     @operation("listBlocks", tag="safety", summary="People I blocked, newest first", query=BlocksQuery,
@@ -67,7 +67,7 @@ class BlockHandler(BaseHandler):
     @operation("unblockUser", tag="safety", summary="Unblock (we stay unmatched)", errors=(404,))
     async def delete(self, user_id: str) -> None:
         """Remove my block; theirs, if any, stays."""
-        await blocks.unblock_user(me=self.user_id, target_id=int(user_id))
+        await blocks.unblock_user(redis=self.redis, me=self.user_id, target_id=int(user_id))
         self.ok(None)
 
 
@@ -76,7 +76,7 @@ class ReportsHandler(BaseHandler):
                response=ReportFiled, errors=(404, 409))
     async def post(self, body: ReportBody) -> None:
         """A repeat report while the case is open joins it (same id)."""
-        case_id = await reports.file_report(events=self.events, me=self.user_id, target_id=body.user_id,
+        case_id = await reports.file_report(redis=self.redis, events=self.events, me=self.user_id, target_id=body.user_id,
                                             reason=body.reason, detail=body.detail, message_ids=body.message_ids)
         self.ok({"id": case_id})
 

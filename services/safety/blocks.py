@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from redis.asyncio import Redis
+
 from conf import Settings
 from models import User, db
 from models.base import utcnow
@@ -13,6 +15,7 @@ from services.chat import messages as chat
 from services.chat.events import EventPublisher
 from services.cursors import decode_cursor, encode_cursor
 from services.errors import ConflictError, NotFoundError
+from services import keys
 from services.accounts import load_users
 from services.profiles import public_views
 from services.safety import visibility
@@ -33,7 +36,14 @@ async def _check_target(me: int, target_id: int) -> None:
         raise NotFoundError("No such user.")
 
 
-async def block_user(*, events: EventPublisher, me: int, target_id: int) -> None:
+async def forget_feeds(redis: Redis, *user_ids: int) -> None:
+    """Drop these users' feed candidate lists, so a change of who may see whom shows on the next page (one key
+    per command: each belongs to its own user's slot)."""
+    for user_id in user_ids:
+        await redis.delete(keys.feed_candidates(user_id))
+
+
+async def block_user(*, redis: Redis, events: EventPublisher, me: int, target_id: int) -> None:
     """Idempotent: blocking again changes nothing."""
     await _check_target(me, target_id)
 
@@ -41,16 +51,19 @@ async def block_user(*, events: EventPublisher, me: int, target_id: int) -> None
         async with db.aio_atomic():
             return await block_in_transaction(me, target_id)
 
-    if await with_retries(transaction):
+    ended = await with_retries(transaction)
+    await forget_feeds(redis, me, target_id)
+    if ended:
         await chat.announce_unmatched(events=events, a=me, b=target_id)
 
 
-async def unblock_user(*, me: int, target_id: int) -> None:
+async def unblock_user(*, redis: Redis, me: int, target_id: int) -> None:
     """My block goes (theirs, if any, stays); not blocked → 1005."""
     deleted = await db.aio_execute_sql("DELETE FROM block WHERE user_id = %s AND target_id = %s",
                                        (me, target_id), fetch_results=_rowcount)
     if not deleted:
         raise NotFoundError("You have not blocked this user.")
+    await forget_feeds(redis, me, target_id)
 
 
 async def _rowcount(_db: Any, cursor: Any) -> int:

@@ -8,13 +8,15 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from redis.asyncio import Redis
+
 from models import User, db
 from models.base import utcnow
 from models.db import with_retries
 from services.chat import messages as chat
 from services.chat.events import EventPublisher
 from services.errors import ConflictError, InvalidParamsError, NotFoundError
-from services.safety.blocks import block_in_transaction
+from services.safety.blocks import block_in_transaction, forget_feeds
 
 # The open case of this pair, or a new one: its id either way (LAST_INSERT_ID(id) on the duplicate).
 _OPEN_CASE = ("INSERT INTO report_case (reporter_id, reported_id, reason, state, filings, opened_at, updated_at) "
@@ -38,7 +40,7 @@ async def _rowcount(_db: Any, cursor: Any) -> int:
     return cursor.rowcount
 
 
-async def file_report(*, events: EventPublisher, me: int, target_id: int, reason: str, detail: str,
+async def file_report(*, redis: Redis, events: EventPublisher, me: int, target_id: int, reason: str, detail: str,
                       message_ids: list[int]) -> int:
     """File a report (and block); returns the case id, the same while the case is open."""
     if target_id == me:
@@ -69,6 +71,7 @@ async def file_report(*, events: EventPublisher, me: int, target_id: int, reason
             return case_id, ended
 
     case_id, ended = await with_retries(transaction)
+    await forget_feeds(redis, me, target_id)
     if ended:
         await chat.announce_unmatched(events=events, a=me, b=target_id)
     return case_id
