@@ -11,7 +11,7 @@ from tornado import websocket
 from handlers.base import BaseHandler
 from handlers.contract import Limit, Payload, QueryModel, RequestModel, UserId, integer, operation
 from handlers.shapes import Message, Page
-from services import jsoncodec
+from services import accounts, jsoncodec
 from services.chat import messages, tickets
 from services.chat.sockets import Feed
 from services.errors import InvalidParamsError
@@ -144,7 +144,7 @@ class EventsHandler(BaseHandler, websocket.WebSocketHandler):
             return
         self.claims = await tickets.redeem_ticket(redis=self.redis, ticket=ticket)
         self.user_id = self.claims.user_id
-        await self.current_account()  # a ticket of a deleted account is no session
+        accounts.check_session(await self.current_account(), self.claims)  # deleted, banned, ended: no session
 
     @operation("openEventSocket", tag="chat", summary="The event socket (WebSocket upgrade; frames in API.md "
                "'Events')", query=EventsQuery, content="custom", errors=(400,),
