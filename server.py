@@ -25,7 +25,7 @@ from tornado.iostream import IOStream
 from tornado.netutil import bind_sockets
 
 from conf import Settings, load_settings_or_exit
-from handlers import auth, avatar, chat, location, metrics, payments, profile, safety, service, social, vip
+from handlers import auth, avatar, chat, location, metrics, payments, photos, profile, safety, service, social, vip
 from handlers.base import InFlight, NotFoundHandler, access_log
 from handlers.openapi import build_spec
 from models import db, init_db
@@ -40,8 +40,8 @@ from services.sms import SmsSender, build_sms_sender
 from services.storage import Storage, StorageCleanup, build_storage
 
 log = logging.getLogger("swiper.server")
-ROUTES = [*auth.routes, *profile.routes, *avatar.routes, *vip.routes, *social.routes, *location.routes,
-          *chat.routes, *safety.routes, *payments.routes, *service.routes, *metrics.routes]
+ROUTES = [*auth.routes, *profile.routes, *avatar.routes, *photos.routes, *vip.routes, *social.routes,
+          *location.routes, *chat.routes, *safety.routes, *payments.routes, *service.routes, *metrics.routes]
 metrics.name_routes(ROUTES)
 MAX_UPLOAD_BODY = 8 * 1024 * 1024
 GC_YOUNG_THRESHOLD = 20_000

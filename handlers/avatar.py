@@ -1,4 +1,5 @@
-"""My avatar (``PUT /api/v1/profile/avatar``, multipart field ``avatar``), and the local backend's files."""
+"""Image uploads (my avatar, `PUT /api/v1/profile/avatar`, multipart field `avatar`; the album in
+handlers/photos.py), and the local backend's files."""
 from __future__ import annotations
 
 import re
@@ -33,9 +34,9 @@ class AvatarStored(Payload):
     avatar: str  # its public URL
 
 
-class AvatarHandler(BaseHandler):
-    """BaseHandler refuses a body over ``max_body_size`` (413) from its Content-Length, or stops buffering a
-    chunked one at the limit, so at most 5 MiB plus framing is ever held in memory."""
+class UploadHandler(BaseHandler):
+    """An image upload. BaseHandler refuses a body over ``max_body_size`` (413) from its Content-Length, or stops
+    buffering a chunked one at the limit, so at most 5 MiB plus framing is ever held in memory."""
 
     max_body_size = MAX_AVATAR_BYTES + MULTIPART_OVERHEAD
 
@@ -46,18 +47,6 @@ class AvatarHandler(BaseHandler):
     @property
     def storage_cleanup(self) -> StorageCleanup:
         return self.application.settings["storage_cleanup"]
-
-    @operation("replaceMyAvatar", tag="profile", form=AvatarUpload, response=AvatarStored, errors=(502,),
-               summary="Replace my avatar (JPEG, PNG or WebP by content, at most 5 MiB; metadata such as GPS is "
-                       "removed)")
-    async def put(self) -> None:
-        """Replace my avatar; if checking or storing fails, the old one stays."""
-        await self.current_account()   # a token of a deleted account is no session
-        assert self.user_id is not None
-        url = await replace_avatar(redis=self.redis, settings=self.settings_obj, storage=self.storage,
-                                   cleanup=self.storage_cleanup, user_id=self.user_id,
-                                   data=self.upload_part("avatar"))
-        self.ok({"avatar": url})
 
     def upload_part(self, name: str) -> bytes:
         """The bytes of the one part ``name``: 1003 when missing, empty or malformed, 413 over 5 MiB, and 1002
@@ -87,6 +76,20 @@ class AvatarHandler(BaseHandler):
         if unknown:   # as with JSON bodies: an unknown field is refused and named, never silently ignored
             raise InvalidParamsError.for_fields({field: "unknown field" for field in unknown})
         return parts[0]
+
+
+class AvatarHandler(UploadHandler):
+    @operation("replaceMyAvatar", tag="profile", form=AvatarUpload, response=AvatarStored, errors=(502,),
+               summary="Replace my avatar (JPEG, PNG or WebP by content, at most 5 MiB; metadata such as GPS is "
+                       "removed)")
+    async def put(self) -> None:
+        """Replace my avatar; if checking or storing fails, the old one stays."""
+        await self.current_account()   # a token of a deleted account is no session
+        assert self.user_id is not None
+        url = await replace_avatar(redis=self.redis, settings=self.settings_obj, storage=self.storage,
+                                   cleanup=self.storage_cleanup, user_id=self.user_id,
+                                   data=self.upload_part("avatar"))
+        self.ok({"avatar": url})
 
 
 class MediaHandler(web.StaticFileHandler):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 from handlers.base import BaseHandler
 from handlers.contract import Gender, RequestModel, ShortText, integer, operation
@@ -10,6 +11,7 @@ from services.accounts import load_account
 from services.location.positions import search_origin
 from services.errors import NotFoundError
 from services.profiles import owner_view, public_views, update_profile
+from services.safety.deletion import delete_account
 from services.safety.visibility import can_see
 
 Distance = integer(0, 1000)
@@ -42,6 +44,10 @@ class ProfilePatch(RequestModel):
     preferences: PreferencesPatch = None  # type: ignore[assignment]
 
 
+class DeleteAccount(RequestModel):
+    confirm: Literal["DELETE"]  # spelled out, so no client deletes an account by accident
+
+
 class ProfileHandler(BaseHandler):
     @operation("getMyProfile", tag="profile", summary="My profile", response=Profile)
     async def get(self) -> None:
@@ -55,6 +61,14 @@ class ProfileHandler(BaseHandler):
         account = await update_profile(redis=self.redis, settings=self.settings_obj,
                                        account=await self.current_account(), changes=body.sent())
         self.ok(await owner_view(account, self.settings_obj))
+
+    @operation("deleteMyAccount", tag="profile", summary="Delete my account and its personal data",
+               body=DeleteAccount)
+    async def delete(self, body: DeleteAccount) -> None:
+        """Everything goes at once (stored files right after the answer); the phone may register again."""
+        await delete_account(redis=self.redis, settings=self.settings_obj, events=self.events,
+                             cleanup=self.application.settings["storage_cleanup"], user_id=self.user_id)
+        self.ok(None)
 
 
 class UserHandler(BaseHandler):
