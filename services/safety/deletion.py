@@ -88,8 +88,8 @@ async def delete_account(*, redis: Redis, settings: Settings, events: EventPubli
     async with changing_account(redis=redis, user_id=user_id):
         await with_retries(transaction)
     await _forget_in_redis(redis, settings, user_id, superliked, phone[0])
-    for other in ended:
-        await chat.announce_unmatched(events=events, a=user_id, b=other)
+    if ended:  # to the others only: the deleted user's stream is gone and stays gone
+        await events.publish_many([(other, {"type": "unmatched", "user_id": user_id}) for other in ended])
     if objects:
         cleanup.soon(objects)
 
