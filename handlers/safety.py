@@ -76,8 +76,9 @@ class ReportsHandler(BaseHandler):
                response=ReportFiled, errors=(404, 409))
     async def post(self, body: ReportBody) -> None:
         """A repeat report while the case is open joins it (same id)."""
-        case_id = await reports.file_report(redis=self.redis, events=self.events, me=self.user_id, target_id=body.user_id,
-                                            reason=body.reason, detail=body.detail, message_ids=body.message_ids)
+        case_id = await reports.file_report(redis=self.redis, events=self.events, me=self.user_id,
+                                            target_id=body.user_id, reason=body.reason, detail=body.detail,
+                                            message_ids=body.message_ids)
         self.ok({"id": case_id})
 
 

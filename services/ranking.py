@@ -14,7 +14,8 @@ from services.profiles import public_views
 from services.safety.visibility import hidden_from
 
 
-async def top_hot(*, redis: Redis, settings: Settings, viewer: int, limit: int, origin: int | None = None) -> list[dict]:
+async def top_hot(*, redis: Redis, settings: Settings, viewer: int, limit: int,
+                  origin: int | None = None) -> list[dict]:
     """Highest first; only positive scores; users who no longer exist are skipped. ``origin``: my search
     origin, for each user's ``distance_km``."""
     hidden = await hidden_from(viewer)

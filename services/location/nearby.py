@@ -3,7 +3,8 @@ recently active, never anyone I swiped.
 
 It reads the ``user_near`` index ``(geo_coarse, gender, last_active_at, birthday, geo_cell)``: one ordered
 range per (coarse cell, gender), newest activity first, with the age and — for a coarse cell only partly in
-range — the exact cells checked inside the index, and my swipes left out by a probe of ``swipe_pair`` per entry (blocks and bans likewise: ``safety.visibility``).
+range — the exact cells checked inside the index, and my swipes left out by a probe of ``swipe_pair`` per entry
+(blocks and bans likewise: ``safety.visibility``).
 Each subquery stops at ``limit`` rows, so a walk reads at most ``limit`` rows per coarse cell plus the swiped
 and out-of-range people it steps over: its cost follows the page, my swipes and the area, never the number of
 users. Rings are read in order and the walk stops once it has ``limit`` candidates, so in a city it rarely goes
