@@ -82,6 +82,7 @@ def start_listeners(app: web.Application) -> tuple[LocalCaches, SocketHub]:
     caches.start(app.settings["redis"])
     metrics.watch_local_caches(caches)
     hub: SocketHub = app.settings["hub"]
+    caches.on_announcement.append(hub.account_changed)  # a ban or a deletion closes the user's sockets here
     hub.start()
     metrics.watch_sockets(hub, app.settings["events"])
     return caches, hub

@@ -162,7 +162,8 @@ class EventsHandler(BaseHandler, websocket.WebSocketHandler):
         if self.in_flight.draining:  # upgraded after the drain closed the others: go elsewhere at once
             self.close(1012, "service restart")
             return
-        self.feed = Feed(user_id=self.user_id, writer=self, publisher=self.events)
+        self.feed = Feed(user_id=self.user_id, writer=self, publisher=self.events,
+                         gen=self.claims.gen if self.claims is not None else 0)
         self.hub.attach(self.feed)
         await self.feed.start(self.after)
 

@@ -13,6 +13,7 @@ from services import keys, tokens
 from tests.conftest import server_env, unique_city
 from tests.handlers.test_blocks import feed_ids, hot_ids, like, match_ids
 from tests.support.client import Client, assert_error
+from tests.support.events import EventSocket, refused_upgrade
 from tests.support.processes import ServerProcess
 from tests.test_manage import manage
 
@@ -44,9 +45,14 @@ async def test_a_ban_ends_every_session_on_every_process_at_once(two_processes, 
             assert (await process.get("/api/v1/profile", token=token)).status == 200
     assert banned.id in await match_ids(client, viewer) and banned.id in await hot_ids(client, viewer)
     assert banned.id in await feed_ids(client, stranger)
+    sockets = [await EventSocket.open(first.base_url, token=banned.token),
+               await EventSocket.open(second.base_url, token=phone_session.access_token)]
 
     code, out = await manage(settings, "ban", banned.phone, "--reason", "spam links")
     assert code == 0 and "banned" in out, out
+    assert [await socket.wait_closed() for socket in sockets] == [1008, 1008]  # open sockets end too
+    refused = await refused_upgrade(second.base_url, token=banned.token)
+    assert refused.code == 403
     for process in (one, two):
         for token in (banned.token, phone_session.access_token):
             error = assert_error(await process.get("/api/v1/likes/received/count", token=token), 403, "account_banned")
