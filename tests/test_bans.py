@@ -4,26 +4,14 @@ from everyone and their matches end; after ``unban`` the old tokens stay dead an
 ``manage.py reports``."""
 from __future__ import annotations
 
-import asyncio
-
-import pytest
-
 from models import BanEvent, User
 from services import keys, tokens
-from tests.conftest import server_env, unique_city
+from tests.conftest import unique_city
 from tests.handlers.test_blocks import feed_ids, hot_ids, like, match_ids
 from tests.support.client import Client, assert_error
 from tests.support.events import EventSocket, refused_upgrade
-from tests.support.processes import ServerProcess
+from tests.test_chat_processes import two_processes  # noqa: F401  (the fixture)
 from tests.test_manage import manage
-
-
-@pytest.fixture
-async def two_processes(settings, schema):
-    first, second = ServerProcess(server_env(settings)), ServerProcess(server_env(settings))
-    await asyncio.gather(first.start(), second.start())
-    yield first, second
-    assert [first.stop(), second.stop()] == [0, 0]
 
 
 async def test_a_ban_ends_every_session_on_every_process_at_once(two_processes, settings, redis, client,

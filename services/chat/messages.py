@@ -223,6 +223,18 @@ async def drop_conversation(user_id: int, other_id: int) -> bool:
     return True
 
 
+_PARTNERS = "SELECT user_b FROM `match` WHERE user_a = %s UNION ALL SELECT user_a FROM `match` WHERE user_b = %s"
+
+
+async def drop_all_conversations(user_id: int) -> list[int]:
+    """Inside a transaction (a ban, an account deletion): end every match of the user; returns the others."""
+    ended = []
+    for (other,) in await db.aio_execute_sql(_PARTNERS, (user_id, user_id), fetch_results=_all):
+        if await drop_conversation(user_id, other):
+            ended.append(other)
+    return ended
+
+
 async def close_conversation(*, events: EventPublisher, user_id: int, other_id: int) -> None:
     """End a match for both: the match row and its messages go in one transaction, then both sides are told."""
     async with db.aio_atomic():

@@ -24,8 +24,6 @@ from services.chat.events import EventPublisher
 from services.errors import InvalidParamsError, NotFoundError
 from services.phones import normalize_phone
 
-_MATCHED_WITH = ("SELECT user_b FROM `match` WHERE user_a = %s UNION ALL "
-                 "SELECT user_a FROM `match` WHERE user_b = %s")
 _HOT_SCORE = ("SELECT COALESCE(SUM(CASE action WHEN 1 THEN 5 WHEN 2 THEN 7 ELSE -5 END), 0) "
               "FROM swipe WHERE target_id = %s")
 
@@ -71,9 +69,7 @@ async def ban_user(*, redis: Redis, events: EventPublisher, ref: str, reason: st
                    .on_conflict(update={Ban.reason: reason}).aio_execute())
             await BanEvent.insert(user_id=user.id, action="ban", reason=reason, operator=operator,
                                   created_at=now).aio_execute()
-            for (other,) in await db.aio_execute_sql(_MATCHED_WITH, (user.id, user.id), fetch_results=_fetchall):
-                if await chat.drop_conversation(user.id, other):
-                    ended.append(other)
+            ended.extend(await chat.drop_all_conversations(user.id))
 
     async with changing_account(redis=redis, user_id=user.id):
         await with_retries(transaction)

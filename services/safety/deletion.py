@@ -31,8 +31,6 @@ from services.chat.events import EventPublisher
 from services.errors import NotAuthenticatedError
 from services.storage import StorageCleanup, schedule_deletions
 
-_MATCHED_WITH = ("SELECT user_b FROM `match` WHERE user_a = %s UNION ALL "
-                 "SELECT user_a FROM `match` WHERE user_b = %s")
 # (statement, how many times the user id goes in)
 _DELETES: list[tuple[str, int]] = [
     ("DELETE FROM swipe WHERE user_id = %s", 1),
@@ -78,9 +76,7 @@ async def delete_account(*, redis: Redis, settings: Settings, events: EventPubli
                 "SELECT `key` FROM photo WHERE user_id = %s", (user_id,), fetch_results=_fetchall))
             superliked.extend(row[0] for row in await db.aio_execute_sql(
                 "SELECT target_id FROM swipe WHERE user_id = %s AND action = 2", (user_id,), fetch_results=_fetchall))
-            for (other,) in await db.aio_execute_sql(_MATCHED_WITH, (user_id, user_id), fetch_results=_fetchall):
-                if await chat.drop_conversation(user_id, other):
-                    ended.append(other)
+            ended.extend(await chat.drop_all_conversations(user_id))
             for statement, times in _DELETES:
                 await db.aio_execute_sql(statement, (user_id,) * times)
             await schedule_deletions(objects)
