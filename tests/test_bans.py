@@ -10,7 +10,7 @@ from tests.conftest import unique_city
 from tests.handlers.test_blocks import feed_ids, hot_ids, like, match_ids
 from tests.support.client import Client, assert_error
 from tests.support.events import EventSocket, refused_upgrade
-from tests.test_chat_processes import two_processes  # noqa: F401  (the fixture)
+from tests.test_chat_processes import redis_behind_a_proxy, two_processes  # noqa: F401  (fixtures)
 from tests.test_manage import manage
 
 
@@ -114,3 +114,18 @@ async def test_manage_reports_lists_cases(settings, client, make_person):
     assert line[1:6] == [str(reporter.id), str(reported.id), reported.phone, "fake", "2"] and line[-1] == "open"
     code, out = await manage(settings, "reports", "--mask")
     assert code == 0 and f"{reported.phone[:3]}****{reported.phone[-4:]}" in out, out
+
+
+async def test_a_banned_user_stays_refused_while_redis_is_down(redis_behind_a_proxy, settings, client, make_person):
+    """Without Redis a process reads the account from MySQL: the ban and the generation still hold."""
+    cut_off, proxy = redis_behind_a_proxy
+    lonely = Client(cut_off.base_url)
+    person, other = await make_person(), await make_person()
+    assert (await lonely.get("/api/v1/profile", token=person.token)).status == 200  # warm: cached locally
+    code, out = await manage(settings, "ban", str(person.id), "--reason", "fake profile")
+    assert code == 0, out
+    await proxy.cut()
+    error = assert_error(await lonely.get("/api/v1/profile", token=person.token), 403, "account_banned")
+    assert error["data"] == {"reason": "fake profile"}
+    assert (await lonely.get("/api/v1/profile", token=other.token)).status == 200  # everyone else goes on
+    await proxy.restore()
