@@ -25,7 +25,7 @@ from tornado.iostream import IOStream
 from tornado.netutil import bind_sockets
 
 from conf import Settings, load_settings_or_exit
-from handlers import auth, avatar, chat, location, metrics, payments, profile, service, social, vip
+from handlers import auth, avatar, chat, location, metrics, payments, photos, profile, safety, service, social, vip
 from handlers.base import InFlight, NotFoundHandler, access_log
 from handlers.openapi import build_spec
 from models import db, init_db
@@ -37,11 +37,11 @@ from services.payments import PaymentChannels, build_channels
 from services.payments.reconcile import reconcile_orders
 from services.redis_client import build_redis
 from services.sms import SmsSender, build_sms_sender
-from services.storage import Storage, build_storage
+from services.storage import Storage, StorageCleanup, build_storage
 
 log = logging.getLogger("swiper.server")
-ROUTES = [*auth.routes, *profile.routes, *avatar.routes, *vip.routes, *social.routes, *location.routes,
-          *chat.routes, *payments.routes, *service.routes, *metrics.routes]
+ROUTES = [*auth.routes, *profile.routes, *avatar.routes, *photos.routes, *vip.routes, *social.routes,
+          *location.routes, *chat.routes, *safety.routes, *payments.routes, *service.routes, *metrics.routes]
 metrics.name_routes(ROUTES)
 MAX_UPLOAD_BODY = 8 * 1024 * 1024
 GC_YOUNG_THRESHOLD = 20_000
@@ -63,10 +63,11 @@ def make_app(settings: Settings, *, redis: Redis, sms: SmsSender, in_flight: InF
     metrics.name_routes([(pattern, handler) for pattern, handler, _ in media])
     events = EventPublisher(redis)
     build_spec(ROUTES)  # ~100 ms of CPU for pydantic's schemas: at start-up, not in the first request's loop step
+    storage = storage or build_storage(settings)
     return web.Application(
         [*ROUTES, *media], default_handler_class=NotFoundHandler, log_function=log_request,
         compress_response=False, api_routes=ROUTES, swiper_settings=settings, redis=redis, sms=sms,
-        in_flight=in_flight or InFlight(), storage=storage or build_storage(settings),
+        in_flight=in_flight or InFlight(), storage=storage, storage_cleanup=StorageCleanup(storage),
         rate_fallback=ratelimit.LocalWindows(), local_caches=LocalCaches(ttl=settings.local_cache_ttl),
         events=events, hub=SocketHub(redis=redis, publisher=events),
         websocket_ping_interval=settings.ws_ping_interval, websocket_ping_timeout=settings.ws_ping_interval,
@@ -81,6 +82,7 @@ def start_listeners(app: web.Application) -> tuple[LocalCaches, SocketHub]:
     caches.start(app.settings["redis"])
     metrics.watch_local_caches(caches)
     hub: SocketHub = app.settings["hub"]
+    caches.on_announcement.append(hub.account_changed)  # a ban or a deletion closes the user's sockets here
     hub.start()
     metrics.watch_sockets(hub, app.settings["events"])
     return caches, hub
@@ -129,7 +131,7 @@ async def serve(settings: Settings, port: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    periodic = start_periodic_jobs(settings, redis, channels)
+    periodic = start_periodic_jobs(settings, redis, channels, app.settings["storage_cleanup"])
     local_caches, hub = start_listeners(app)
     settle_memory()
     log.info("listening on %s:%d (env=%s, sms=%s)", settings.host, port, settings.env, settings.sms_backend)
@@ -143,6 +145,7 @@ async def serve(settings: Settings, port: int) -> None:
             await hub.stop()
             await local_caches.stop()
             await sms.aclose()
+            await app.settings["storage_cleanup"].aclose()
             await storage.aclose()
             await channels.aclose()
             await redis.aclose()
@@ -163,13 +166,15 @@ def settle_memory() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
 
 
-def start_periodic_jobs(settings: Settings, redis: Redis, channels: PaymentChannels | None = None
-                        ) -> PeriodicCallback:
+def start_periodic_jobs(settings: Settings, redis: Redis, channels: PaymentChannels | None = None,
+                        cleanup: StorageCleanup | None = None) -> PeriodicCallback:
     """Every process ticks; ``jobs.run_exclusively`` lets exactly one of them run each period's job."""
     periodic = {
         "expire_memberships": lambda: jobs.expire_memberships(redis=redis),
         "forget_expired_revocations": tokens.forget_expired_revocations,
     }
+    if cleanup is not None:  # stored objects nothing points at any more, whose deletion failed at first
+        periodic["purge_storage"] = cleanup.purge
     if channels is not None and channels.names():
         periodic["reconcile_orders"] = lambda: reconcile_orders(redis=redis, settings=settings, channels=channels)
 

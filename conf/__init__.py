@@ -150,6 +150,7 @@ class Settings(BaseSettings):
     qiniu_bucket: str = ""
     qiniu_domain: str = ""
     qiniu_up_host: str = "https://up.qiniup.com"
+    qiniu_rs_host: Gateway = "https://rs.qiniuapi.com"  # the management API, for deleting objects
     storage_backend: Literal["local", "qiniu"] = "local"
     storage_timeout: PositiveFloat = 5.0  # seconds for one upload to Qiniu (connect + send + answer)
     media_dir: str = DEFAULT_MEDIA_DIR  # the local backend's files

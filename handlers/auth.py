@@ -10,7 +10,8 @@ from handlers.base import BaseHandler
 from handlers.contract import Payload, RequestModel, operation
 from handlers.shapes import Profile
 from services import sms_codes, tokens
-from services.accounts import find_or_register, load_account
+from services.accounts import check_session, find_or_register, load_account, refuse_banned
+from services.errors import NotAuthenticatedError, NotFoundError
 from services.phones import ACCEPTED_PATTERN, MAX_INPUT_LENGTH, normalize_phone
 from services.profiles import owner_view
 
@@ -81,6 +82,7 @@ class SessionsHandler(BaseHandler):
     rate_limit_scope = "verify"  # code guessing: 10 a minute per IP, failing closed without Redis
 
     @operation("logIn", tag="auth", summary="Log in (registers on first login)", body=LogIn, response=Session,
+               errors=(403,),
                links={"GetMyProfile": {"operationId": "getMyProfile"},
                       "GetUser": {"operationId": "getUser", "parameters": {"user_id": "$response.body#/data/user/id"}}})
     async def post(self, body: LogIn) -> None:
@@ -90,7 +92,13 @@ class SessionsHandler(BaseHandler):
         try:
             user_id, is_new = await find_or_register(phone=body.phone)
             account = await load_account(redis=self.redis, settings=self.settings_obj, user_id=user_id)
-            pair = await tokens.start_session(redis=self.redis, settings=self.settings_obj, user_id=user_id)
+        except Exception:
+            await sms_codes.restore_login_code(redis=self.redis, verified=verified)
+            raise
+        refuse_banned(account)  # the code is used up: a banned account does not get to try it again
+        try:
+            pair = await tokens.start_session(redis=self.redis, settings=self.settings_obj, user_id=user_id,
+                                              gen=account.user.session_gen or 0)
             profile = await owner_view(account, self.settings_obj)
         except Exception:
             await sms_codes.restore_login_code(redis=self.redis, verified=verified)
@@ -103,9 +111,16 @@ class CurrentSessionHandler(BaseHandler):
     auth_required = False  # PUT presents a refresh token in the body; DELETE authenticates itself
 
     @operation("refreshSession", tag="auth", summary="Rotate the refresh token", body=Refresh, response=TokenPair,
-               errors=(401,))
+               errors=(401, 403))
     async def put(self, body: Refresh) -> None:
         """Rotate: a used refresh token is revoked; presenting it again ends the whole session."""
+        claims = tokens.decode_refresh(self.settings_obj, body.refresh_token)
+        try:
+            account = await load_account(redis=self.redis, settings=self.settings_obj, user_id=claims.user_id,
+                                         local=self.local_caches)
+        except NotFoundError:
+            raise NotAuthenticatedError("The account no longer exists.") from None
+        check_session(account, claims)
         self.user_id, pair = await tokens.rotate_session(redis=self.redis, settings=self.settings_obj,
                                                          refresh_token=body.refresh_token)
         self.ok(token_payload(pair))

@@ -1,4 +1,5 @@
-"""My avatar (``PUT /api/v1/profile/avatar``, multipart field ``avatar``), and the local backend's files."""
+"""Image uploads (my avatar, `PUT /api/v1/profile/avatar`, multipart field `avatar`; the album in
+handlers/photos.py), and the local backend's files."""
 from __future__ import annotations
 
 import re
@@ -16,7 +17,7 @@ from services import jsoncodec
 from services.errors import (AppError, FileInvalidError, InvalidParamsError, MethodNotAllowedError, NotFoundError,
                              PayloadTooLargeError)
 from services.images import MAX_AVATAR_BYTES
-from services.storage import Storage, replace_avatar
+from services.storage import Storage, StorageCleanup, replace_avatar
 
 MULTIPART_OVERHEAD = 64 * 1024   # boundaries and part headers around the 5 MiB file, generously
 _MULTIPART = httputil.ParseBodyConfig(multipart=httputil.ParseMultipartConfig(max_parts=8,
@@ -33,9 +34,9 @@ class AvatarStored(Payload):
     avatar: str  # its public URL
 
 
-class AvatarHandler(BaseHandler):
-    """BaseHandler refuses a body over ``max_body_size`` (413) from its Content-Length, or stops buffering a
-    chunked one at the limit, so at most 5 MiB plus framing is ever held in memory."""
+class UploadHandler(BaseHandler):
+    """An image upload. BaseHandler refuses a body over ``max_body_size`` (413) from its Content-Length, or stops
+    buffering a chunked one at the limit, so at most 5 MiB plus framing is ever held in memory."""
 
     max_body_size = MAX_AVATAR_BYTES + MULTIPART_OVERHEAD
 
@@ -43,26 +44,19 @@ class AvatarHandler(BaseHandler):
     def storage(self) -> Storage:
         return self.application.settings["storage"]
 
-    @operation("replaceMyAvatar", tag="profile", form=AvatarUpload, response=AvatarStored, errors=(502,),
-               summary="Replace my avatar (JPEG, PNG or WebP by content, at most 5 MiB; metadata such as GPS is "
-                       "removed)")
-    async def put(self) -> None:
-        """Replace my avatar; if checking or storing fails, the old one stays."""
-        await self.current_account()   # a token of a deleted account is no session
-        assert self.user_id is not None
-        url = await replace_avatar(redis=self.redis, settings=self.settings_obj, storage=self.storage,
-                                   user_id=self.user_id, data=self.avatar_upload())
-        self.ok({"avatar": url})
+    @property
+    def storage_cleanup(self) -> StorageCleanup:
+        return self.application.settings["storage_cleanup"]
 
-    def avatar_upload(self) -> bytes:
-        """The bytes of the one ``avatar`` part: 1003 when missing, empty or malformed, 413 over 5 MiB, and
-        1002 naming any other field.
+    def upload_part(self, name: str) -> bytes:
+        """The bytes of the one part ``name``: 1003 when missing, empty or malformed, 413 over 5 MiB, and 1002
+        naming any other field.
 
         Parsing a 5 MiB body is ~3 ms of splitting bytes, done here on the loop; the image work is not.
         """
         content_type = self.request.headers.get("Content-Type", "")
         if not content_type.startswith("multipart/form-data"):
-            raise FileInvalidError("Send multipart/form-data with the image in a field named 'avatar'.")
+            raise FileInvalidError(f"Send multipart/form-data with the image in a field named '{name}'.")
         arguments: dict[str, list[bytes]] = {}
         files: dict[str, list[httputil.HTTPFile]] = {}
         try:
@@ -71,17 +65,31 @@ class AvatarHandler(BaseHandler):
         except httputil.HTTPInputError:
             raise FileInvalidError("The multipart/form-data body is malformed.") from None
         # A part without a filename is accepted too: the content decides, not the client's labels.
-        parts = [f.body for f in files.get("avatar", [])] + arguments.get("avatar", [])
+        parts = [f.body for f in files.get(name, [])] + arguments.get(name, [])
         if len(parts) != 1:
-            raise FileInvalidError("Send exactly one image in the field 'avatar'.")
+            raise FileInvalidError(f"Send exactly one image in the field '{name}'.")
         if not parts[0]:
-            raise FileInvalidError("The avatar file is empty.")
+            raise FileInvalidError(f"The {name} file is empty.")
         if len(parts[0]) > MAX_AVATAR_BYTES:
-            raise PayloadTooLargeError(f"The avatar is over {MAX_AVATAR_BYTES} bytes.")
-        unknown = (set(arguments) | set(files)) - {"avatar"}
+            raise PayloadTooLargeError(f"The {name} is over {MAX_AVATAR_BYTES} bytes.")
+        unknown = (set(arguments) | set(files)) - {name}
         if unknown:   # as with JSON bodies: an unknown field is refused and named, never silently ignored
-            raise InvalidParamsError.for_fields({name: "unknown field" for name in unknown})
+            raise InvalidParamsError.for_fields({field: "unknown field" for field in unknown})
         return parts[0]
+
+
+class AvatarHandler(UploadHandler):
+    @operation("replaceMyAvatar", tag="profile", form=AvatarUpload, response=AvatarStored, errors=(502,),
+               summary="Replace my avatar (JPEG, PNG or WebP by content, at most 5 MiB; metadata such as GPS is "
+                       "removed)")
+    async def put(self) -> None:
+        """Replace my avatar; if checking or storing fails, the old one stays."""
+        await self.current_account()   # a token of a deleted account is no session
+        assert self.user_id is not None
+        url = await replace_avatar(redis=self.redis, settings=self.settings_obj, storage=self.storage,
+                                   cleanup=self.storage_cleanup, user_id=self.user_id,
+                                   data=self.upload_part("avatar"))
+        self.ok({"avatar": url})
 
 
 class MediaHandler(web.StaticFileHandler):

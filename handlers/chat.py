@@ -11,7 +11,7 @@ from tornado import websocket
 from handlers.base import BaseHandler
 from handlers.contract import Limit, Payload, QueryModel, RequestModel, UserId, integer, operation
 from handlers.shapes import Message, Page
-from services import jsoncodec
+from services import accounts, jsoncodec
 from services.chat import messages, tickets
 from services.chat.sockets import Feed
 from services.errors import InvalidParamsError
@@ -144,7 +144,7 @@ class EventsHandler(BaseHandler, websocket.WebSocketHandler):
             return
         self.claims = await tickets.redeem_ticket(redis=self.redis, ticket=ticket)
         self.user_id = self.claims.user_id
-        await self.current_account()  # a ticket of a deleted account is no session
+        accounts.check_session(await self.current_account(), self.claims)  # deleted, banned, ended: no session
 
     @operation("openEventSocket", tag="chat", summary="The event socket (WebSocket upgrade; frames in API.md "
                "'Events')", query=EventsQuery, content="custom", errors=(400,),
@@ -162,7 +162,8 @@ class EventsHandler(BaseHandler, websocket.WebSocketHandler):
         if self.in_flight.draining:  # upgraded after the drain closed the others: go elsewhere at once
             self.close(1012, "service restart")
             return
-        self.feed = Feed(user_id=self.user_id, writer=self, publisher=self.events)
+        self.feed = Feed(user_id=self.user_id, writer=self, publisher=self.events,
+                         gen=self.claims.gen if self.claims is not None else 0)
         self.hub.attach(self.feed)
         await self.feed.start(self.after)
 

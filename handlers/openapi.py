@@ -108,7 +108,7 @@ def build_document(routes: Sequence[tuple]) -> dict[str, Any]:
         auth = handler.auth_required if spec.auth is None else spec.auth
         rate_limited = handler.rate_limited or handler.rate_limit_scope is not None
         statuses = set(spec.errors) | {405}
-        statuses |= {401} if auth else set()
+        statuses |= {401, 403} if auth else set()  # 403: a banned account's 1013, on any signed-in request
         statuses |= {400, 413} if (spec.body or spec.form) else set()
         statuses |= {400} if spec.query else set()
         statuses |= {404} if groups else set()  # an id the route's pattern does not take matches no route

@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 from handlers.base import BaseHandler
 from handlers.contract import Gender, RequestModel, ShortText, integer, operation
 from handlers.shapes import Profile, PublicUser
 from services.accounts import load_account
 from services.location.positions import search_origin
-from services.profiles import owner_view, public_view, update_profile
+from services.errors import NotFoundError
+from services.profiles import owner_view, public_views, update_profile
+from services.safety.deletion import delete_account
+from services.safety.visibility import can_see
 
 Distance = integer(0, 1000)
 DatingAge = integer(18, 100)
@@ -40,6 +44,10 @@ class ProfilePatch(RequestModel):
     preferences: PreferencesPatch = None  # type: ignore[assignment]
 
 
+class DeleteAccount(RequestModel):
+    confirm: Literal["DELETE"]  # spelled out, so no client deletes an account by accident
+
+
 class ProfileHandler(BaseHandler):
     @operation("getMyProfile", tag="profile", summary="My profile", response=Profile)
     async def get(self) -> None:
@@ -54,14 +62,24 @@ class ProfileHandler(BaseHandler):
                                        account=await self.current_account(), changes=body.sent())
         self.ok(await owner_view(account, self.settings_obj))
 
+    @operation("deleteMyAccount", tag="profile", summary="Delete my account and its personal data",
+               body=DeleteAccount)
+    async def delete(self, body: DeleteAccount) -> None:
+        """Everything goes at once (stored files right after the answer); the phone may register again."""
+        await delete_account(redis=self.redis, settings=self.settings_obj, events=self.events,
+                             cleanup=self.application.settings["storage_cleanup"], user_id=self.user_id)
+        self.ok(None)
+
 
 class UserHandler(BaseHandler):
     @operation("getUser", tag="profile", summary="A user's public view", response=PublicUser, errors=(404,))
     async def get(self, user_id: str) -> None:
         """Anyone's public view: never phone, birthday or preferences."""
+        if not await can_see(self.user_id, int(user_id)):
+            raise NotFoundError("No such user.")
         account = await load_account(redis=self.redis, settings=self.settings_obj, user_id=int(user_id))
         origin = await search_origin((await self.current_account()).user)
-        self.ok(public_view(account.user, self.settings_obj, origin))
+        self.ok((await public_views(self.settings_obj, self.user_id, [account.user], origin))[0])
 
 
 routes = [

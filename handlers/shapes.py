@@ -44,6 +44,12 @@ class PublicUser(UserCard):
     """Anyone else's view: never phone, birthday or preferences."""
 
     distance_km: int | None  # bucketed, between cell centres, from my search origin; null: either has no position
+    photos: list[str]  # album URLs in the owner's order; empty when the owner is only_match and we are not matched
+
+
+class Photo(Payload):
+    id: int
+    url: str
 
 
 class PreferencesView(Payload):
@@ -65,6 +71,7 @@ class Profile(UserCard):
     birthday: dt.date | None
     vip: Membership
     preferences: PreferencesView
+    photos: list[Photo]  # my album, in my order
 
 
 class Message(Payload):

@@ -10,7 +10,7 @@ from handlers.shapes import Items, Message, Page, PublicUser
 from services import likes, matches, ranking, recommendations, swipes
 from services.accounts import mark_active
 from services.location.positions import search_origin
-from services.profiles import public_view
+from services.profiles import public_views
 
 
 class FeedQuery(QueryModel):
@@ -95,7 +95,7 @@ class RecommendationsHandler(BaseHandler):
         users = await recommendations.recommend(redis=self.redis, settings=self.settings_obj, account=account,
                                                 limit=query.limit)
         origin = await search_origin(account.user)
-        self.ok({"items": [public_view(user, self.settings_obj, origin) for user in users]})
+        self.ok({"items": await public_views(self.settings_obj, account.user.id, users, origin)})
 
 
 class SwipesHandler(BaseHandler):
@@ -169,8 +169,8 @@ class HotRankingHandler(BaseHandler):
     async def get(self, query: RankingQuery) -> None:
         """The all-time hot list, highest score first."""
         origin = await search_origin((await self.current_account()).user)
-        items = await ranking.top_hot(redis=self.redis, settings=self.settings_obj, limit=query.limit,
-                                      origin=origin)
+        items = await ranking.top_hot(redis=self.redis, settings=self.settings_obj, viewer=self.user_id,
+                                      limit=query.limit, origin=origin)
         self.ok({"items": items})
 
 

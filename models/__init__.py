@@ -2,11 +2,13 @@
 from models.db import db, init_db
 from models.payments import VipOrder, VipPlan
 from models.social import Match, Message, Swipe
+from models.safety import Ban, BanEvent, Block, Photo, ReportCase, ReportFiling, ReportMessage, StorageDeletion
 from models.user import Preferences, SessionRevocation, User
 from models.vip import Permission, VipLevel, VipPermission
 
 ALL_MODELS = [User, Preferences, VipLevel, Permission, VipPermission, Swipe, Match, Message, SessionRevocation, VipPlan,
-              VipOrder]
+              VipOrder, Block, Ban, BanEvent, ReportCase, ReportFiling, ReportMessage, Photo, StorageDeletion]
 
 __all__ = ["db", "init_db", "User", "Preferences", "SessionRevocation", "VipLevel", "Permission", "VipPermission",
-           "Swipe", "Match", "Message", "VipPlan", "VipOrder", "ALL_MODELS"]
+           "Swipe", "Match", "Message", "VipPlan", "VipOrder", "Block", "Ban", "BanEvent", "ReportCase",
+           "ReportFiling", "ReportMessage", "Photo", "StorageDeletion", "ALL_MODELS"]

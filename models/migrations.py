@@ -178,6 +178,91 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         "ALTER TABLE `user` ADD INDEX IF NOT EXISTS `user_near` "
         "(`geo_coarse`, `gender`, `last_active_at`, `birthday`, `geo_cell`)",
     ]),
+    ("0007_safety", [
+        # session_gen: every token carries the generation it was issued in; a ban (or anything that must end
+        # every session of a user at once) bumps it, and authentication compares the two on every request
+        "ALTER TABLE `user` ADD COLUMN IF NOT EXISTS `session_gen` INT NOT NULL DEFAULT 0, "
+        "ADD COLUMN IF NOT EXISTS `banned_at` DATETIME(6) NULL, "
+        "ADD COLUMN IF NOT EXISTS `ban_reason` VARCHAR(500) NULL",
+        # one row per direction; every list probes both (user_id, target_id) and (target_id, user_id) by the key
+        f"""CREATE TABLE IF NOT EXISTS `block` (
+            `user_id` BIGINT NOT NULL,
+            `target_id` BIGINT NOT NULL,
+            `created_at` DATETIME(6) NOT NULL,
+            PRIMARY KEY (`user_id`, `target_id`),
+            KEY `block_target` (`target_id`, `user_id`)
+        ) {TABLE_OPTIONS}""",
+        # the users banned now, probed by the feed walks like a swipe; ban_event is the record of who, when, why
+        f"""CREATE TABLE IF NOT EXISTS `ban` (
+            `user_id` BIGINT NOT NULL PRIMARY KEY,
+            `reason` VARCHAR(500) NOT NULL,
+            `banned_at` DATETIME(6) NOT NULL
+        ) {TABLE_OPTIONS}""",
+        f"""CREATE TABLE IF NOT EXISTS `ban_event` (
+            `id` BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+            `user_id` BIGINT NOT NULL,
+            `action` VARCHAR(5) NOT NULL,
+            `reason` VARCHAR(500) NOT NULL DEFAULT '',
+            `operator` VARCHAR(64) NOT NULL DEFAULT '',
+            `created_at` DATETIME(6) NOT NULL,
+            KEY `ban_event_user` (`user_id`, `id`),
+            CONSTRAINT `ban_event_action` CHECK (`action` IN ('ban', 'unban'))
+        ) {TABLE_OPTIONS}""",
+        # a case is one reporter about one user while open; each report is a filing of it
+        f"""CREATE TABLE IF NOT EXISTS `report_case` (
+            `id` BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+            `reporter_id` BIGINT NOT NULL,
+            `reported_id` BIGINT NOT NULL,
+            `reason` VARCHAR(16) NOT NULL,
+            `state` VARCHAR(6) NOT NULL DEFAULT 'open',
+            `filings` INT NOT NULL DEFAULT 0,
+            `opened_at` DATETIME(6) NOT NULL,
+            `updated_at` DATETIME(6) NOT NULL,
+            `open_pair` VARCHAR(48) AS
+                (IF(`state` = 'open', CONCAT(`reporter_id`, ':', `reported_id`), NULL)) PERSISTENT,
+            UNIQUE KEY `report_case_open_pair` (`open_pair`),
+            KEY `report_case_reporter` (`reporter_id`),
+            KEY `report_case_reported` (`reported_id`),
+            KEY `report_case_state` (`state`, `id`),
+            CONSTRAINT `report_case_state` CHECK (`state` IN ('open', 'closed'))
+        ) {TABLE_OPTIONS}""",
+        f"""CREATE TABLE IF NOT EXISTS `report_filing` (
+            `id` BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+            `case_id` BIGINT NOT NULL,
+            `reason` VARCHAR(16) NOT NULL,
+            `detail` VARCHAR(500) NOT NULL DEFAULT '',
+            `created_at` DATETIME(6) NOT NULL,
+            KEY `report_filing_case` (`case_id`, `id`),
+            CONSTRAINT `report_filing_case` FOREIGN KEY (`case_id`) REFERENCES `report_case` (`id`) ON DELETE CASCADE
+        ) {TABLE_OPTIONS}""",
+        # copies, so they outlive the conversation (which unmatching, blocking or deleting removes)
+        f"""CREATE TABLE IF NOT EXISTS `report_message` (
+            `case_id` BIGINT NOT NULL,
+            `message_id` BIGINT NOT NULL,
+            `seq` INT NOT NULL,
+            `sender_id` BIGINT NOT NULL,
+            `text` TEXT NOT NULL,
+            `sent_at` DATETIME(6) NOT NULL,
+            PRIMARY KEY (`case_id`, `message_id`),
+            CONSTRAINT `report_message_case` FOREIGN KEY (`case_id`) REFERENCES `report_case` (`id`)
+                ON DELETE CASCADE
+        ) {TABLE_OPTIONS}""",
+        f"""CREATE TABLE IF NOT EXISTS `photo` (
+            `id` BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+            `user_id` BIGINT NOT NULL,
+            `key` VARCHAR(255) NOT NULL,
+            `position` INT NOT NULL,
+            `created_at` DATETIME(6) NOT NULL,
+            KEY `photo_user` (`user_id`, `position`)
+        ) {TABLE_OPTIONS}""",
+        # stored objects to delete (replaced avatars, deleted photos, deleted accounts): the periodic jobs retry
+        # them until the storage says they are gone
+        f"""CREATE TABLE IF NOT EXISTS `storage_deletion` (
+            `key` VARCHAR(255) COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,
+            `created_at` DATETIME(6) NOT NULL,
+            `attempts` INT NOT NULL DEFAULT 0
+        ) {TABLE_OPTIONS}""",
+    ]),
 ]
 
 # (level, name, price, permissions) as API.md's VIP table defines them.

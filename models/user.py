@@ -25,6 +25,9 @@ class User(BaseModel):
     geo_coarse = peewee.BigIntegerField(null=True)  # its resolution-5 parent: the feed index's first column
     geo_updated_at = DateTimeMicroField(null=True)
     passport_cell = peewee.BigIntegerField(null=True)  # anylocation's search origin, resolution 8
+    session_gen = peewee.IntegerField(default=0)  # tokens of another generation are dead (a ban bumps it)
+    banned_at = DateTimeMicroField(null=True)
+    ban_reason = peewee.CharField(max_length=500, null=True)
 
     class Meta:
         table_name = "user"

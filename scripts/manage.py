@@ -1,10 +1,12 @@
 """Operator commands: ``python scripts/manage.py migrate | grant-vip PHONE LEVEL (--days D | --until TIME)
-| create-robots N [--seed S] [--batch B] [--near LAT,LNG --radius KM | --cities [--radius KM]]``."""
+| create-robots N [--seed S] [--batch B] [--near LAT,LNG --radius KM | --cities [--radius KM]]
+| reports [--open] | ban USER --reason TEXT | unban USER`` (USER: a user id or a phone)."""
 from __future__ import annotations
 
 import argparse
 import asyncio
 import datetime as dt
+import getpass
 import os
 import sys
 import time
@@ -21,7 +23,9 @@ from services.errors import AppError, InvalidParamsError  # noqa: E402
 from services.redis_client import build_redis  # noqa: E402
 from services.robots import (DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, Spread, create_robots,  # noqa: E402
                              timed_progress)
-from services.phones import normalize_phone  # noqa: E402
+from services.chat.events import EventPublisher  # noqa: E402
+from services.phones import mask_phone, normalize_phone  # noqa: E402
+from services.safety import bans, reports  # noqa: E402
 from services.vip import grant_membership  # noqa: E402
 
 
@@ -70,6 +74,46 @@ async def run_create_robots(settings: Settings, args: argparse.Namespace) -> Non
     print(f"created {created} robots in {time.monotonic() - start:.1f} s")
 
 
+def operator_name() -> str:
+    """Who ran the command, for the ban record: SWIPER_OPERATOR if set, else the login name."""
+    try:
+        return os.environ.get("SWIPER_OPERATOR") or getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _when(moment: dt.datetime, settings: Settings) -> str:
+    zone = zoneinfo.ZoneInfo(settings.timezone)
+    return moment.replace(tzinfo=dt.timezone.utc).astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
+async def run_reports(settings: Settings, args: argparse.Namespace) -> None:
+    cases = await reports.list_cases(only_open=args.open)
+    header = ("case", "reporter", "reported", "phone", "reason", "count", "opened at", "state")
+    rows = [header] + [(str(c.id), str(c.reporter_id), str(c.reported_id),
+                        mask_phone(c.reported_phone) if args.mask and c.reported_phone else c.reported_phone or "-",
+                        c.reason, str(c.filings), _when(c.opened_at, settings), c.state) for c in cases]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        print("  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip())
+    print(f"{len(cases)} {'open ' if args.open else ''}case{'' if len(cases) == 1 else 's'}")
+
+
+async def run_ban(settings: Settings, args: argparse.Namespace) -> None:
+    redis = build_redis(settings)
+    try:
+        if args.command == "ban":
+            user = await bans.ban_user(redis=redis, events=EventPublisher(redis), ref=args.user, reason=args.reason,
+                                       operator=operator_name())
+            print(f"user {user.id} ({mask_phone(user.phone)}) banned at {_when(user.banned_at, settings)}: "
+                  f"{user.ban_reason}; every session ended")
+        else:
+            user = await bans.unban_user(redis=redis, ref=args.user, operator=operator_name())
+            print(f"user {user.id} ({mask_phone(user.phone)}) unbanned; they log in again")
+    finally:
+        await redis.aclose()
+
+
 async def run(settings: Settings, args: argparse.Namespace) -> None:
     keys.configure(settings.redis_prefix)
     init_db(settings, query_timeout=3600)  # schema changes and bulk inserts may take long; nothing waits on them
@@ -80,6 +124,10 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
             await run_grant_vip(settings, args)
         elif args.command == "create-robots":
             await run_create_robots(settings, args)
+        elif args.command == "reports":
+            await run_reports(settings, args)
+        elif args.command in ("ban", "unban"):
+            await run_ban(settings, args)
     finally:
         if db.is_connected:
             await db.aio_close()
@@ -144,6 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     robots.add_argument("--radius", type=_radius, metavar="KM",
                         help=f"how far from the centre (default {NEAR_RADIUS_KM:g} with --near, "
                              f"{CITY_RADIUS_KM:g} with --cities)")
+    listing = sub.add_parser("reports", help="report cases, newest first (one line per case)")
+    listing.add_argument("--open", action="store_true", help="only the cases still open")
+    listing.add_argument("--mask", action="store_true", help="show phones masked (138****8000)")
+    ban = sub.add_parser("ban", help="ban a user: every session ends at once, logins answer 1013, hidden from all")
+    ban.add_argument("user", metavar="USER", help="a user id or a phone")
+    ban.add_argument("--reason", required=True, help="why (shown to the user as data.reason, and recorded)")
+    unban = sub.add_parser("unban", help="lift a ban (tokens from before it stay dead: the user logs in again)")
+    unban.add_argument("user", metavar="USER", help="a user id or a phone")
     args = parser.parse_args(argv)
     if args.command == "create-robots" and args.radius is not None and args.near is None and not args.cities:
         parser.error("--radius needs --near or --cities")

@@ -17,7 +17,7 @@ from models.base import utcnow
 from services import keys, model_cache, tokens
 from services.local_cache import MISSING, LocalCaches
 from services.redis_client import unreachable
-from services.errors import NotAuthenticatedError, NotFoundError
+from services.errors import AccountBannedError, NotAuthenticatedError, NotFoundError
 from services.tokens import AccessClaims
 
 log = logging.getLogger("swiper.accounts")
@@ -112,6 +112,22 @@ async def authenticate(*, redis: Redis, settings: Settings, access_token: object
         if local is not None:
             local.revocations.store(claims.family, True, revocation_snapshot)
     return claims, Prefetched(entry=results[-1], snapshot=account_snapshot)
+
+
+def refuse_banned(account: Account) -> None:
+    """A banned account is 1013, with the operator's reason when one was given."""
+    user = account.user
+    if user.banned_at is not None:
+        raise AccountBannedError(data={"reason": user.ban_reason} if user.ban_reason else None)
+
+
+def check_session(account: Account, claims: AccessClaims) -> None:
+    """Every authenticated request, refresh and socket: a banned account is 1013 (with the reason), a token of
+    an earlier session generation (a ban, even one lifted since, ended it) is no session. The account comes
+    from the caches every process drops at once when it changes, so this holds in every process at once."""
+    refuse_banned(account)
+    if claims.gen != (account.user.session_gen or 0):
+        raise NotAuthenticatedError("The session has ended.")
 
 
 async def forget_account(*, redis: Redis, user_id: int) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -89,6 +90,7 @@ class LocalCaches:
         self.recently_active = LocalCache(ttl=60.0 if ttl > 0 else 0.0, max_entries=max_entries)
         self.ping_interval = ping_interval
         self.live = asyncio.Event()
+        self.on_announcement: list[Callable[[str, str], None]] = []  # (cache, key) of each change announced
         self._task: asyncio.Task | None = None
 
     @property
@@ -124,6 +126,8 @@ class LocalCaches:
         cache = self.caches.get(name)
         if cache is not None:
             cache.invalidate(key)
+        for callback in self.on_announcement:
+            callback(name, key)
 
     def _set_live(self, live: bool) -> None:
         for cache in (*self.caches.values(), self.recently_active):

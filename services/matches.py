@@ -12,17 +12,20 @@ from services.chat import messages as chat
 from services.chat.events import EventPublisher
 from services.cursors import decode_cursor, encode_cursor
 from services.errors import NotFoundError, NotMatchedError
-from services.profiles import public_view
+from services.profiles import public_views
+from services.safety import visibility
 
 # Each side of the pair has its own index ((user_a, last_activity_at, id) and (user_b, ...)): two bounded scans.
 _SIDE = """(SELECT id, {other} AS other, created_at, last_activity_at, last_seq, {mine}_read_seq AS my_read,
-    {theirs}_read_seq AS their_read FROM `match` WHERE {me} = %(me)s {after}
+    {theirs}_read_seq AS their_read FROM `match` WHERE {me} = %(me)s AND {visible} {after}
    ORDER BY last_activity_at DESC, id DESC LIMIT %(n)s)"""
 _PAGE = f"""
 SELECT id, other, created_at, last_activity_at, last_seq, my_read, their_read FROM (
-  {_SIDE.format(other="user_b", mine="a", theirs="b", me="user_a", after="{after}")}
+  {_SIDE.format(other="user_b", mine="a", theirs="b", me="user_a", after="{after}",
+                visible=visibility.visible_sql("user_b").replace("%s", "%(me)s"))}
   UNION ALL
-  {_SIDE.format(other="user_a", mine="b", theirs="a", me="user_b", after="{after}")}
+  {_SIDE.format(other="user_a", mine="b", theirs="a", me="user_b", after="{after}",
+                visible=visibility.visible_sql("user_a").replace("%s", "%(me)s"))}
 ) AS mine ORDER BY last_activity_at DESC, id DESC LIMIT %(n)s
 """
 _AFTER = "AND (last_activity_at < %(at)s OR (last_activity_at = %(at)s AND id < %(id)s))"
@@ -47,10 +50,11 @@ async def list_matches(*, settings: Settings, user_id: int, limit: int, cursor: 
     page, more = rows[:limit], len(rows) > limit
     users = await load_users([row[1] for row in page])
     newest = await chat.last_messages([(row[0], row[4]) for row in page])
-    items = [{**public_view(users[other], settings, origin), "matched_at": _utc(created_at),
-              "last_message": newest.get(match_id), "unread_count": max(0, last_seq - my_read),
-              "read_seq": their_read}
-             for match_id, other, created_at, _active, last_seq, my_read, their_read in page if other in users]
+    present = [row for row in page if row[1] in users]
+    views = await public_views(settings, user_id, [users[row[1]] for row in present], origin)
+    items = [{**view, "matched_at": _utc(created_at), "last_message": newest.get(match_id),
+              "unread_count": max(0, last_seq - my_read), "read_seq": their_read}
+             for (match_id, other, created_at, _active, last_seq, my_read, their_read), view in zip(present, views)]
     next_cursor = (encode_cursor(settings, {"at": page[-1][3].isoformat(), "id": page[-1][0]}) if more else None)
     return items, next_cursor
 

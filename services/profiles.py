@@ -16,6 +16,7 @@ from services.accounts import Account, changing_account, load_account
 from services.errors import ConflictError, InvalidParamsError
 from services.location.cells import distance_km
 from services.phones import mask_phone
+from services.photos import my_photos, photo_url, photos_view, visible_albums
 
 GENDERS = ("male", "female")
 PREFERENCE_FIELDS = ("dating_gender", "location", "min_distance", "max_distance", "min_dating_age",
@@ -34,10 +35,7 @@ def age_on(birthday: dt.date | None, day: dt.date) -> int | None:
 
 def avatar_url(settings: Settings, key: str | None) -> str | None:
     """The public URL of a stored avatar: the Qiniu bucket's domain, or the local backend's media URL."""
-    if not key:
-        return None
-    base = settings.qiniu_domain if settings.storage_backend == "qiniu" else settings.media_url
-    return f"{base.rstrip('/')}/{key}"
+    return photo_url(settings, key) if key else None
 
 
 def _card(user: User, settings: Settings) -> dict:
@@ -46,12 +44,19 @@ def _card(user: User, settings: Settings) -> dict:
             "location": user.location}
 
 
-def public_view(user: User, settings: Settings, origin: int | None = None) -> dict:
+def public_view(user: User, settings: Settings, origin: int | None = None, *, photos: list[str]) -> dict:
     """``origin``: the viewer's search origin (``location.search_origin``), which ``distance_km`` is measured
-    from to the user's own position."""
+    from to the user's own position; ``photos``: what the viewer may see of the album (``photos.visible_albums``)."""
     view = _card(user, settings)
     view["distance_km"] = distance_km(origin, user.geo_cell)
+    view["photos"] = photos
     return view
+
+
+async def public_views(settings: Settings, viewer: int, users: list[User], origin: int | None) -> list[dict]:
+    """Public views of many users as ``viewer`` sees them (their albums in one statement)."""
+    albums = await visible_albums(settings, viewer, [user.id for user in users])
+    return [public_view(user, settings, origin, photos=albums.get(user.id, [])) for user in users]
 
 
 async def owner_view(account: Account, settings: Settings) -> dict:
@@ -60,6 +65,7 @@ async def owner_view(account: Account, settings: Settings) -> dict:
     view.update({
         "phone": mask_phone(user.phone), "birthday": user.birthday, "vip": await vip.membership_view(user),
         "preferences": {name: getattr(prefs, name) for name in PREFERENCE_FIELDS},
+        "photos": photos_view(settings, await my_photos(user.id)),
     })
     return view
 

@@ -1,7 +1,8 @@
 """The recommendation feed.
 
 Who: users of my ``dating_gender`` (either, if I have not chosen), in my city — my preferred one only with
-``anylocation`` — aged within my dating ages, with a gender and birthday, never me, never anyone I swiped.
+``anylocation`` — aged within my dating ages, with a gender and birthday, never me, never anyone I swiped,
+never anyone blocked either way or banned (``safety.visibility``: probes by primary key, in the walk and the page).
 Order: first those who superliked me and whom I have not swiped (newest superlike first), then the most recently
 active.
 
@@ -37,6 +38,7 @@ from services.location import nearby
 from services.location.cells import distance_km
 from services.location.positions import search_origin
 from services.profiles import GENDERS, today
+from services.safety import visibility
 
 CANDIDATES = 100
 CANDIDATES_TTL = 30
@@ -47,7 +49,7 @@ _PAGE_SQL = """
 SELECT u.id, u.nickname, u.gender, u.birthday, u.avatar_key, u.location, u.geo_cell FROM user AS u
 LEFT JOIN swipe AS s ON s.user_id = %s AND s.target_id = u.id
 WHERE u.id IN ({ids}) AND s.user_id IS NULL AND u.id != %s AND {place} AND u.gender IN ({genders})
-  AND u.birthday BETWEEN %s AND %s
+  AND u.birthday BETWEEN %s AND %s AND {visible}
 """
 _IN_CITY = "u.location = %s"
 _POSITIONED = "u.geo_cell IS NOT NULL"  # the distance itself is compared in Python, with distance_km
@@ -87,7 +89,7 @@ class FeedFilter:
         swiped = Swipe.select(peewee.SQL("1")).where((Swipe.user_id == self.me) & (Swipe.target_id == User.id))
         return ((User.location == self.city) & User.gender.in_(list(self.genders))
                 & User.birthday.between(self.oldest_birthday, self.youngest_birthday)
-                & (User.id != self.me) & ~fn.EXISTS(swiped))
+                & (User.id != self.me) & ~fn.EXISTS(swiped) & visibility.visible_expr(self.me, User.id))
 
 
 async def feed_filter(account: Account, settings: Settings) -> FeedFilter | None:
@@ -117,8 +119,9 @@ async def _eligible_rows(feed: FeedFilter, ids: list[int]) -> dict[int, tuple]:
         return {}
     place, city = (_IN_CITY, (feed.city,)) if feed.origin is None else (_POSITIONED, ())
     sql = _PAGE_SQL.format(ids=",".join(["%s"] * len(ids)), place=place,
-                           genders=",".join(["%s"] * len(feed.genders)))
-    params = (feed.me, *ids, feed.me, *city, *feed.genders, feed.oldest_birthday, feed.youngest_birthday)
+                           genders=",".join(["%s"] * len(feed.genders)), visible=visibility.visible_sql("u.id"))
+    params = (feed.me, *ids, feed.me, *city, *feed.genders, feed.oldest_birthday, feed.youngest_birthday,
+              *visibility.params(feed.me))
     rows = await db.aio_execute_sql(sql, params, fetch_results=_fetchall)
     return {row[0]: row for row in rows if feed.in_range(row[-1])}
 

@@ -8,6 +8,8 @@ upload succeeded.
 """
 from __future__ import annotations
 
+import base64
+import asyncio
 import json
 import logging
 import secrets
@@ -25,7 +27,7 @@ from redis.asyncio import Redis
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from conf import Settings
-from models import User
+from models import StorageDeletion, User, db
 from models.base import utcnow
 from services.accounts import changing_account
 from services.errors import UpstreamError
@@ -35,6 +37,7 @@ from services.profiles import avatar_url
 log = logging.getLogger("swiper.storage")
 
 STORE_FAILED = "The avatar could not be stored; try again shortly."
+DELETE_FAILED = "A stored object could not be deleted."
 TOKEN_TTL = 300   # seconds: short, yet tolerant of clock skew; the token can only ever create this one key
 ALLOWED_MIME = "image/jpeg;image/png;image/webp"
 
@@ -42,6 +45,10 @@ ALLOWED_MIME = "image/jpeg;image/png;image/webp"
 class Storage(Protocol):
     async def save(self, key: str, data: bytes, content_type: str) -> None:
         """Store ``data`` under a new ``key``; raises ``UpstreamError`` when the backend fails or times out."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Delete ``key`` (one that is not there counts as deleted); ``UpstreamError`` when the backend fails."""
         ...
 
     async def aclose(self) -> None:
@@ -55,6 +62,7 @@ class QiniuStorage:
         self._auth = Auth(settings.qiniu_access_key, settings.qiniu_secret_key)
         self._bucket = settings.qiniu_bucket
         self._url = settings.qiniu_up_host.rstrip("/") + "/"
+        self._rs = settings.qiniu_rs_host.rstrip("/")
         self._timeout = settings.storage_timeout
         # Built at start-up: Tornado would otherwise build its default client context (~30 ms) on the loop.
         self._ssl = ssl.create_default_context()
@@ -92,6 +100,24 @@ class QiniuStorage:
         if stored_key != key:
             log.warning("Qiniu stored %r instead of %r", stored_key, key)
             raise UpstreamError(STORE_FAILED)
+
+    async def delete(self, key: str) -> None:
+        """``POST /delete/<EncodedEntryURI>`` on the management host, signed with the QBox scheme; 612 (no such
+        file) means it is gone already."""
+        entry = base64.urlsafe_b64encode(f"{self._bucket}:{key}".encode()).decode()
+        url = f"{self._rs}/delete/{entry}"
+        request = HTTPRequest(url, method="POST", body=b"", ssl_options=self._ssl,
+                              headers={"Content-Type": "application/x-www-form-urlencoded",
+                                       "Authorization": f"QBox {self._auth.token_of_request(url)}"},
+                              connect_timeout=min(3.0, self._timeout), request_timeout=self._timeout)
+        try:
+            response = await self._client().fetch(request, raise_error=False)
+        except Exception as exc:
+            log.warning("Qiniu delete of %s failed: %s: %s", key, type(exc).__name__, exc)
+            raise UpstreamError(DELETE_FAILED) from None
+        if response.code not in (200, 612):
+            log.warning("Qiniu delete of %s refused: status=%s %r", key, response.code, (response.body or b"")[:200])
+            raise UpstreamError(DELETE_FAILED)
 
     def _client(self) -> AsyncHTTPClient:
         if self._http is None:   # created inside the running loop, on first use
@@ -137,6 +163,20 @@ class LocalStorage:
                 pass
             raise UpstreamError(STORE_FAILED) from None
 
+    async def delete(self, key: str) -> None:
+        target = self.path_for(key)
+        try:
+            await aiofiles.os.remove(target)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.error("deleting %s under %s failed: %s", key, self.root, exc)
+            raise UpstreamError(DELETE_FAILED) from None
+        try:  # the per-user directory goes with its last file (its name is the user id)
+            await aiofiles.os.rmdir(target.parent)
+        except OSError:
+            pass
+
     async def aclose(self) -> None:
         pass
 
@@ -166,12 +206,84 @@ def new_avatar_key(user_id: int, extension: str) -> str:
     return f"avatars/{user_id}/{secrets.token_urlsafe(16)}.{extension}"
 
 
-async def replace_avatar(*, redis: Redis, settings: Settings, storage: Storage, user_id: int,
-                         data: bytes) -> str:
-    """Check the image, store it under a fresh key, then point the profile at it; returns the public URL."""
+async def replace_avatar(*, redis: Redis, settings: Settings, storage: Storage, cleanup: "StorageCleanup",
+                         user_id: int, data: bytes) -> str:
+    """Check the image, store it under a fresh key, then point the profile at it; returns the public URL. The
+    old avatar's object is deleted after the answer (``cleanup``)."""
     avatar = await prepare_avatar(data)
     key = new_avatar_key(user_id, avatar.extension)
     await storage.save(key, avatar.data, avatar.content_type)
-    async with changing_account(redis=redis, user_id=user_id):
+    async with changing_account(redis=redis, user_id=user_id), db.aio_atomic():
+        old = await User.select(User.avatar_key).where(User.id == user_id).for_update().aio_scalar()
         await User.update(avatar_key=key, updated_at=utcnow()).where(User.id == user_id).aio_execute()
+        if old:
+            await schedule_deletions([old])
+    if old:
+        cleanup.soon([old])
     return avatar_url(settings, key)
+
+
+async def schedule_deletions(keys_: list[str]) -> None:
+    """Inside the transaction that stops using these objects: they are deleted from storage after it commits
+    (``StorageCleanup.soon``), and by the periodic jobs until the storage confirms."""
+    if keys_:
+        await StorageDeletion.insert_many([{"key": key, "created_at": utcnow()} for key in keys_]
+                                          ).on_conflict_ignore().aio_execute()
+
+
+class StorageCleanup:
+    """Deletes objects nothing points at any more, without the request waiting: ``soon`` starts it after the
+    answer; ``purge`` (a periodic job) retries whatever failed. Built in ``server.py``, closed at shutdown."""
+
+    BATCH = 100
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self._tasks: set[asyncio.Task] = set()
+
+    def soon(self, keys_: list[str]) -> None:
+        task = asyncio.get_running_loop().create_task(self._delete(keys_))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _delete(self, keys_: list[str]) -> int:
+        deleted = 0
+        for key in keys_:
+            try:
+                await self.storage.delete(key)
+            except Exception as exc:  # UpstreamError, or MySQL/Redis trouble: the periodic job retries it
+                log.info("stored object %s not deleted yet: %s", key, exc)
+                try:
+                    await (StorageDeletion.update(attempts=StorageDeletion.attempts + 1)
+                           .where(StorageDeletion.key == key).aio_execute())
+                except Exception:
+                    pass
+                continue
+            try:
+                await StorageDeletion.delete().where(StorageDeletion.key == key).aio_execute()
+            except Exception as exc:
+                log.info("stored object %s deleted, its row not yet: %s", key, exc)
+                continue
+            deleted += 1
+        return deleted
+
+    async def purge(self) -> int:
+        """The periodic retry: every pending deletion, oldest first, a batch at a time."""
+        total = 0
+        while True:
+            pending = [row.key for row in await StorageDeletion.select(StorageDeletion.key)
+                       .order_by(StorageDeletion.created_at).limit(self.BATCH).aio_execute()]
+            if not pending:
+                return total
+            done = await self._delete(pending)
+            total += done
+            if done < len(pending):  # the storage is failing: try again next period
+                return total
+
+    async def wait(self) -> None:
+        """Let the deletions already started finish (tests; the shutdown)."""
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        await self.wait()

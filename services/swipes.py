@@ -27,7 +27,9 @@ from services.accounts import Account, load_users
 from services.chat import messages as chat
 from services.chat.events import EventPublisher
 from services.location.positions import search_origin
+from services.photos import visible_albums
 from services.profiles import public_view
+from services.safety import visibility
 from services.errors import ConflictError, NotFoundError
 
 log = logging.getLogger("swiper.swipes")
@@ -61,11 +63,12 @@ async def _answer(*, redis: Redis, settings: Settings, user_id: int, matched: bo
     return SwipeResult(matched, max(0, settings.daily_like_limit - used), day.resets_at)
 
 
-# One statement checks that the target exists and inserts the swipe: its unique key turns a repeat into an
+# One statement checks that the target exists (and that neither has blocked the other, nor is the target banned:
+# to them it does not exist) and inserts the swipe: its unique key turns a repeat into an
 # IntegrityError (answered as the repeat it is), and no row inserted means no such user. Plain SQL: this is the
 # hottest write, and building it with peewee cost more CPU than MySQL spends running it.
 _INSERT_SWIPE = ("INSERT INTO swipe (user_id, target_id, action, created_at, counted) "
-                 "SELECT %s, id, %s, %s, %s FROM user WHERE id = %s")
+                 "SELECT %s, u.id, %s, %s, %s FROM user AS u WHERE u.id = %s AND " + visibility.visible_sql("u.id"))
 
 
 async def _rowcount(_db: object, cursor: object) -> int:
@@ -73,8 +76,8 @@ async def _rowcount(_db: object, cursor: object) -> int:
 
 
 async def _insert_swipe(user_id: int, target_id: int, code: int, counted: bool) -> bool:
-    inserted = await db.aio_execute_sql(_INSERT_SWIPE, (user_id, code, utcnow(), counted, target_id),
-                                        fetch_results=_rowcount)
+    inserted = await db.aio_execute_sql(_INSERT_SWIPE, (user_id, code, utcnow(), counted, target_id,
+                                                        *visibility.params(user_id)), fetch_results=_rowcount)
     return inserted == 1
 
 
@@ -178,10 +181,13 @@ async def record_swipe(*, redis: Redis, settings: Settings, events: EventPublish
 async def _announce_match(*, events: EventPublisher, settings: Settings, me: User, target_id: int) -> None:
     """Both get a ``match`` event with the other's public view (after the commit; best effort like every event)."""
     target = (await load_users([target_id])).get(target_id)
-    if target is not None:  # each sees the other's distance from their own search origin
+    if target is not None:  # each sees the other's distance from their own search origin, and (matched) album
+        albums = await visible_albums(settings, me.id, [target_id, me.id])
         await events.publish_many([
-            (me.id, {"type": "match", "user": public_view(target, settings, await search_origin(me))}),
-            (target_id, {"type": "match", "user": public_view(me, settings, await search_origin(target))})])
+            (me.id, {"type": "match", "user": public_view(target, settings, await search_origin(me),
+                                                           photos=albums.get(target_id, []))}),
+            (target_id, {"type": "match", "user": public_view(me, settings, await search_origin(target),
+                                                              photos=albums.get(me.id, []))})])
 
 
 async def rewind_last_swipe(*, redis: Redis, settings: Settings, events: EventPublisher, account: Account) -> int:

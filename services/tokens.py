@@ -66,11 +66,21 @@ class AccessClaims:
     family: str
     jti: str
     expires_at: int
+    gen: int = 0  # the account's session generation it was issued in (``accounts.check_session``)
 
 
-def _encode(settings: Settings, *, user_id: int, family: str, jti: str, kind: str, ttl: int, now: int) -> str:
-    claims = {"sub": str(user_id), "iat": now, "exp": now + ttl, "jti": jti, "typ": kind, "fam": family}
+def _encode(settings: Settings, *, user_id: int, family: str, jti: str, kind: str, ttl: int, now: int,
+            gen: int) -> str:
+    claims = {"sub": str(user_id), "iat": now, "exp": now + ttl, "jti": jti, "typ": kind, "fam": family, "gen": gen}
     return jwt.encode(claims, settings.jwt_secret, algorithm=ALGORITHM)
+
+
+def generation(claims: dict) -> int:
+    """A token's session generation; tokens from before generations existed are of generation 0."""
+    gen = claims.get("gen", 0)
+    if not isinstance(gen, int) or isinstance(gen, bool):
+        raise NotAuthenticatedError()
+    return gen
 
 
 def _decode(settings: Settings, token: object, kind: str) -> dict:
@@ -88,20 +98,27 @@ def _decode(settings: Settings, token: object, kind: str) -> dict:
     return claims
 
 
-def _pair(settings: Settings, user_id: int, family: str, refresh_jti: str) -> TokenPair:
+def _pair(settings: Settings, user_id: int, family: str, refresh_jti: str, gen: int) -> TokenPair:
     now = int(time.time())
     access = _encode(settings, user_id=user_id, family=family, jti=secrets.token_hex(12), kind="access",
-                     ttl=settings.access_token_ttl, now=now)
+                     ttl=settings.access_token_ttl, now=now, gen=gen)
     refresh = _encode(settings, user_id=user_id, family=family, jti=refresh_jti, kind="refresh",
-                      ttl=settings.refresh_token_ttl, now=now)
+                      ttl=settings.refresh_token_ttl, now=now, gen=gen)
     return TokenPair(access_token=access, refresh_token=refresh, expires_in=settings.access_token_ttl)
 
 
-async def start_session(*, redis: Redis, settings: Settings, user_id: int) -> TokenPair:
-    """Open a new family for a fresh login."""
+async def start_session(*, redis: Redis, settings: Settings, user_id: int, gen: int = 0) -> TokenPair:
+    """Open a new family for a fresh login, in the account's current session generation."""
     family, refresh_jti = secrets.token_hex(12), secrets.token_hex(12)
     await redis.set(keys.auth_family(family), refresh_jti, ex=settings.refresh_token_ttl)
-    return _pair(settings, user_id, family, refresh_jti)
+    return _pair(settings, user_id, family, refresh_jti, gen)
+
+
+def decode_refresh(settings: Settings, refresh_token: object) -> AccessClaims:
+    """A refresh token's claims (signature, expiry, type: no I/O), for checking its account before rotating."""
+    raw = _decode(settings, refresh_token, "refresh")
+    return AccessClaims(user_id=int(raw["sub"]), family=raw["fam"], jti=raw["jti"], expires_at=int(raw["exp"]),
+                        gen=generation(raw))
 
 
 async def rotate_session(*, redis: Redis, settings: Settings, refresh_token: object) -> tuple[int, TokenPair]:
@@ -120,7 +137,7 @@ async def rotate_session(*, redis: Redis, settings: Settings, refresh_token: obj
     if verdict != "ok":
         raise NotAuthenticatedError("The session has ended.")
     user_id = int(claims["sub"])
-    return user_id, _pair(settings, user_id, family, new_jti)
+    return user_id, _pair(settings, user_id, family, new_jti, generation(claims))
 
 
 _VERIFIED_MAX = 10_000
@@ -140,7 +157,8 @@ def decode_access(settings: Settings, access_token: object) -> AccessClaims:
                 raise NotAuthenticatedError("The token has expired.")
             return known[1]
     raw = _decode(settings, access_token, "access")
-    claims = AccessClaims(user_id=int(raw["sub"]), family=raw["fam"], jti=raw["jti"], expires_at=int(raw["exp"]))
+    claims = AccessClaims(user_id=int(raw["sub"]), family=raw["fam"], jti=raw["jti"], expires_at=int(raw["exp"]),
+                          gen=generation(raw))
     if len(_verified) >= _VERIFIED_MAX:
         del _verified[next(iter(_verified))]  # the oldest
     _verified[access_token] = (settings.jwt_secret, claims)  # type: ignore[index]

@@ -64,10 +64,17 @@ def message_view(row: tuple) -> dict[str, Any]:
             "sent_at": created_at.replace(tzinfo=dt.timezone.utc)}
 
 
+_MAY_NOT_TALK = ("SELECT 1 FROM block WHERE (user_id = %s AND target_id = %s) OR (user_id = %s AND target_id = %s) "
+                 "UNION ALL SELECT 1 FROM ban WHERE user_id IN (%s, %s) LIMIT 1")
+
+
 async def may_talk(me: int, other: int) -> None:
     """Inside the send transaction, with the conversation locked: anything besides the match that forbids it.
 
-    Blocks, bans and deleted accounts plug in here (the match row itself is the first condition)."""
+    A block or a ban deletes the match in its own transaction, so this only closes the window of one that
+    commits while a send is on its way; a deleted account has no match left at all."""
+    if await db.aio_execute_sql(_MAY_NOT_TALK, (me, other, other, me, me, other), fetch_results=_one):
+        raise NotMatchedError()
 
 
 _FIND = "SELECT id, last_seq, a_read_seq, b_read_seq FROM `match` WHERE user_a = %s AND user_b = %s"
@@ -204,13 +211,35 @@ async def delete_conversation(match_id: int) -> None:
     await db.aio_execute_sql("DELETE FROM message WHERE match_id = %s", (match_id,))
 
 
-async def close_conversation(*, events: EventPublisher, user_id: int, other_id: int) -> None:
-    """End a match for both: the match row and its messages go in one transaction, then both sides are told.
-    (Unmatch; blocks, bans and account deletions close conversations the same way.)"""
-    async with db.aio_atomic():
+async def drop_conversation(user_id: int, other_id: int) -> bool:
+    """Inside a transaction: lock the match, delete it and its messages; False when they were not matched.
+    (Unmatch, blocks, bans and account deletions all end conversations through here; the caller announces.)"""
+    try:
         conversation = await _conversation(user_id, other_id, lock=True)
-        await delete_conversation(conversation.match_id)
-        await db.aio_execute_sql("DELETE FROM `match` WHERE id = %s", (conversation.match_id,))
+    except NotMatchedError:
+        return False
+    await delete_conversation(conversation.match_id)
+    await db.aio_execute_sql("DELETE FROM `match` WHERE id = %s", (conversation.match_id,))
+    return True
+
+
+_PARTNERS = "SELECT user_b FROM `match` WHERE user_a = %s UNION ALL SELECT user_a FROM `match` WHERE user_b = %s"
+
+
+async def drop_all_conversations(user_id: int) -> list[int]:
+    """Inside a transaction (a ban, an account deletion): end every match of the user; returns the others."""
+    ended = []
+    for (other,) in await db.aio_execute_sql(_PARTNERS, (user_id, user_id), fetch_results=_all):
+        if await drop_conversation(user_id, other):
+            ended.append(other)
+    return ended
+
+
+async def close_conversation(*, events: EventPublisher, user_id: int, other_id: int) -> None:
+    """End a match for both: the match row and its messages go in one transaction, then both sides are told."""
+    async with db.aio_atomic():
+        if not await drop_conversation(user_id, other_id):
+            raise NotMatchedError()
     await announce_unmatched(events=events, a=user_id, b=other_id)
 
 

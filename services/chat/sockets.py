@@ -20,6 +20,7 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
+from models import User
 from services import keys
 from services.chat.events import EventPublisher, frame, parse_id
 
@@ -29,6 +30,7 @@ HELD_LIMIT = 5000           # live frames held while a replay runs
 REPLAY_BATCH = 50           # frames a replay writes per loop step
 FELL_BEHIND = 1013          # WebSocket close code "try again later": reconnect and resume with after
 PING_INTERVAL = 1.0         # seconds between pings of the subscription when nothing arrives
+SESSION_ENDED = 1008        # WebSocket close code "policy violation": banned, deleted, or every session ended
 
 
 class FrameWriter(Protocol):
@@ -46,8 +48,9 @@ class FrameWriter(Protocol):
 
 class Feed:
     def __init__(self, *, user_id: int, writer: FrameWriter, publisher: EventPublisher,
-                 pending_limit: int = PENDING_LIMIT) -> None:
+                 pending_limit: int = PENDING_LIMIT, gen: int = 0) -> None:
         self.user_id = user_id
+        self.gen = gen  # the session generation the socket was opened in (``accounts.check_session``)
         self.writer = writer
         self.publisher = publisher
         self.pending_limit = pending_limit
@@ -142,6 +145,7 @@ class SocketHub:
         self.dropped = 0            # sockets closed for falling behind
         self.on_state: list[Callable[[bool], None]] = []
         self._task: asyncio.Task | None = None
+        self._rechecks: set[asyncio.Task] = set()
 
     @property
     def sockets(self) -> int:
@@ -242,6 +246,26 @@ class SocketHub:
             self.live.clear()
         for callback in self.on_state:
             callback(live)
+
+    def account_changed(self, cache: str, key: str) -> None:
+        """An account change was announced (``LocalCaches.on_announcement``): if its owner has sockets here, check
+        that their sessions still stand (a ban or a deletion ends them) without holding up the listener."""
+        if cache != "User" or not key.isdigit() or int(key) not in self.feeds:
+            return
+        task = asyncio.get_running_loop().create_task(self._recheck(int(key)))
+        self._rechecks.add(task)
+        task.add_done_callback(self._rechecks.discard)
+
+    async def _recheck(self, user_id: int) -> None:
+        try:
+            row = await User.select(User.session_gen, User.banned_at).where(User.id == user_id).aio_first()
+        except Exception as exc:  # the socket stays; its next upgrade checks again
+            log.info("socket of user %s: session not rechecked (%s)", user_id, exc)
+            return
+        for feed in list(self.feeds.get(user_id, ())):
+            if row is None or row.banned_at is not None or (row.session_gen or 0) != feed.gen:
+                feed.closed = True
+                feed.writer.close_socket(SESSION_ENDED, "session ended")
 
     def close_all(self, code: int, reason: str) -> int:
         """Draining: every socket is told to reconnect elsewhere (1012: service restart)."""

@@ -3,7 +3,8 @@ recently active, never anyone I swiped.
 
 It reads the ``user_near`` index ``(geo_coarse, gender, last_active_at, birthday, geo_cell)``: one ordered
 range per (coarse cell, gender), newest activity first, with the age and — for a coarse cell only partly in
-range — the exact cells checked inside the index, and my swipes left out by a probe of ``swipe_pair`` per entry.
+range — the exact cells checked inside the index, and my swipes left out by a probe of ``swipe_pair`` per entry
+(blocks and bans likewise: ``safety.visibility``).
 Each subquery stops at ``limit`` rows, so a walk reads at most ``limit`` rows per coarse cell plus the swiped
 and out-of-range people it steps over: its cost follows the page, my swipes and the area, never the number of
 users. Rings are read in order and the walk stops once it has ``limit`` candidates, so in a city it rarely goes
@@ -16,6 +17,7 @@ from typing import Any
 
 from models import db
 from services.location.coverage import Part, part, ring_cells
+from services.safety import visibility
 
 SUBQUERIES_PER_STATEMENT = 64
 OCCUPANCY_BATCH = 512  # coarse cells asked about per statement (a few rings at a time)
@@ -25,7 +27,7 @@ _OCCUPIED_PROBE = "(SELECT geo_coarse FROM user FORCE INDEX (user_near) WHERE ge
 _SUBQUERY = """(SELECT u.id, u.last_active_at FROM user AS u FORCE INDEX (user_near)
  LEFT JOIN swipe AS s ON s.user_id = %s AND s.target_id = u.id
  WHERE u.geo_coarse = %s AND u.gender = %s AND u.birthday BETWEEN %s AND %s AND s.user_id IS NULL
-   AND u.id != %s{cells}{exclude}
+   AND u.id != %s AND {visible}{cells}{exclude}
  ORDER BY u.last_active_at DESC LIMIT {limit})"""
 
 
@@ -35,7 +37,7 @@ async def _fetchall(_db: Any, cursor: Any) -> list[tuple]:
 
 def _subquery(part: Part, gender: str, *, me: int, oldest: dt.date, youngest: dt.date, exclude: list[int],
               limit: int) -> tuple[str, list]:
-    params: list = [me, part.coarse, gender, oldest, youngest, me]
+    params: list = [me, part.coarse, gender, oldest, youngest, me, *visibility.params(me)]
     cells = ""
     if part.ranges is not None:
         cells = " AND (" + " OR ".join(["u.geo_cell BETWEEN %s AND %s"] * len(part.ranges)) + ")"
@@ -44,7 +46,8 @@ def _subquery(part: Part, gender: str, *, me: int, oldest: dt.date, youngest: dt
     if exclude:
         excluded = " AND u.id NOT IN (" + ",".join(["%s"] * len(exclude)) + ")"
         params += exclude
-    return _SUBQUERY.format(cells=cells, exclude=excluded, limit=int(limit)), params
+    return _SUBQUERY.format(cells=cells, exclude=excluded, limit=int(limit),
+                            visible=visibility.visible_sql("u.id")), params
 
 
 async def _ring_candidates(parts: list[Part], genders: tuple[str, ...], limit: int, **filter_: Any) -> list[int]:

@@ -13,6 +13,7 @@ from tornado.iostream import IOStream
 from tornado.netutil import bind_sockets
 
 from conf import Settings
+from models import StorageDeletion
 from handlers.base import InFlight
 from server import MAX_UPLOAD_BODY, make_app
 from services.images import MAX_AVATAR_BYTES
@@ -61,13 +62,16 @@ async def test_local_upload_is_stored_served_and_shown(client, user, settings, m
     assert served.headers["X-Content-Type-Options"] == "nosniff" and "immutable" in served.headers["Cache-Control"]
 
 
-async def test_each_upload_gets_a_new_url(client, user):
+async def test_each_upload_gets_a_new_url_and_the_old_object_is_deleted(client, user, app):
     first = await upload(client, user.access_token, png())
     second = await upload(client, user.access_token, png())
     assert first.status == second.status == 200
     assert first.data["avatar"] != second.data["avatar"]
     assert (await avatar_of(client, user))[0] == second.data["avatar"]
-    assert (await client.get(first.data["avatar"])).status == 200     # old files stay: cached URLs keep working
+    await app.settings["storage_cleanup"].wait()  # deleted after the answer
+    assert (await client.get(first.data["avatar"])).status == 404
+    assert (await client.get(second.data["avatar"])).status == 200
+    assert not await StorageDeletion.select().where(StorageDeletion.key.contains(f"/{user.user_id}/")).aio_exists()
 
 
 async def test_media_route_is_read_only_and_confined(client, settings):

@@ -24,7 +24,7 @@ async def test_owner_view_shape(client, user):
     assert resp.status == 200
     data = resp.data
     assert set(data) == {"id", "phone", "nickname", "gender", "birthday", "age", "avatar", "location", "vip",
-                         "preferences"}
+                         "preferences", "photos"}
     assert data["id"] == user.user_id and "****" in data["phone"]
     assert set(data["vip"]) == {"level", "name", "expires_at", "permissions"}
     assert set(data["preferences"]) == {"dating_gender", "location", "min_distance", "max_distance",
@@ -175,7 +175,7 @@ async def test_public_view_hides_private_fields(client, sms_stub, user):
     other = await login(client, sms_stub)
     resp = await client.get(f"/api/v1/users/{user.user_id}", token=other.access_token)
     assert resp.status == 200
-    assert set(resp.data) == {"id", "nickname", "gender", "age", "avatar", "location", "distance_km"}
+    assert set(resp.data) == {"id", "nickname", "gender", "age", "avatar", "location", "distance_km", "photos"}
     assert resp.data["gender"] == "male" and resp.data["age"] >= 35
     assert user.phone[-4:] not in resp.body.decode()
 

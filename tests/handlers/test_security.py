@@ -13,7 +13,7 @@ from services.swipes import pair
 from tests.handlers.test_swipes import swipe
 from tests.support.client import assert_error
 
-PUBLIC_FIELDS = {"id", "nickname", "gender", "age", "avatar", "location", "distance_km"}
+PUBLIC_FIELDS = {"id", "nickname", "gender", "age", "avatar", "location", "distance_km", "photos"}
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 

@@ -14,7 +14,10 @@ from tests.support.client import assert_error
 from tests.support.keepalive import KeepAliveConnection
 
 AUTHED_ROUTES = [("GET", "/api/v1/profile"), ("PATCH", "/api/v1/profile"), ("GET", "/api/v1/users/1"),
-                 ("GET", "/api/v1/vip"), ("DELETE", "/api/v1/sessions/current")]
+                 ("GET", "/api/v1/vip"), ("DELETE", "/api/v1/sessions/current"), ("DELETE", "/api/v1/profile"),
+                 ("POST", "/api/v1/blocks"), ("GET", "/api/v1/blocks"), ("DELETE", "/api/v1/blocks/1"),
+                 ("POST", "/api/v1/reports"), ("PUT", "/api/v1/profile/photos"),
+                 ("PUT", "/api/v1/profile/photos/order"), ("DELETE", "/api/v1/profile/photos/1")]
 
 
 async def test_health_and_readiness(client):
@@ -38,7 +41,7 @@ async def test_unknown_routes_are_404_envelopes(client, method):
     assert_error(await client.request(method, "/api/v1/nothing-here"), 404, "not_found")
 
 
-@pytest.mark.parametrize("method, path", [("POST", "/api/v1/profile"), ("DELETE", "/api/v1/profile"),
+@pytest.mark.parametrize("method, path", [("POST", "/api/v1/profile"), ("PUT", "/api/v1/profile"),
                                           ("GET", "/api/v1/sessions"), ("GET", "/api/v1/sms-codes"),
                                           ("PUT", "/api/v1/vip/levels"), ("POST", "/healthz"),
                                           ("PATCH", "/api/v1/users/1")])

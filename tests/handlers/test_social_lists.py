@@ -36,7 +36,7 @@ async def test_matches_newest_first_in_pages(client, make_person):
     ids = [item["id"] for page in got for item in page]
     assert ids == [o.id for o in reversed(others)]
     item = got[0][0]
-    assert set(item) == {"id", "nickname", "gender", "age", "avatar", "location", "distance_km", "matched_at",
+    assert set(item) == {"id", "nickname", "gender", "age", "avatar", "location", "distance_km", "photos", "matched_at",
                          "last_message", "unread_count", "read_seq"}
     assert item["last_message"] is None and item["unread_count"] == 0 and item["read_seq"] == 0
     their = await client.get("/api/v1/matches", token=others[0].token)
@@ -118,7 +118,7 @@ async def test_feed_filters(client, make_person):
     resp = await client.get("/api/v1/recommendations?limit=50", token=me.token)
     assert resp.status == 200
     assert sorted(i["id"] for i in resp.data["items"]) == sorted(p.id for p in fits)
-    assert set(resp.data["items"][0]) == {"id", "nickname", "gender", "age", "avatar", "location", "distance_km"}
+    assert set(resp.data["items"][0]) == {"id", "nickname", "gender", "age", "avatar", "location", "distance_km", "photos"}
 
 
 async def test_feed_order_superlikers_then_recently_active(client, make_person):

@@ -163,7 +163,7 @@ async def stub() -> QiniuUploadStub:
 def qiniu_settings(up_host: str, **overrides: object) -> conf.Settings:
     values: dict[str, object] = dict(storage_backend="qiniu", qiniu_access_key=AK, qiniu_secret_key=SK,
                                      qiniu_bucket=BUCKET, qiniu_domain="https://cdn.example.test",
-                                     qiniu_up_host=up_host, storage_timeout=1.0)
+                                     qiniu_up_host=up_host, qiniu_rs_host=up_host, storage_timeout=1.0)
     values.update(overrides)
     return conf.load_settings({}, **values)
 
@@ -206,6 +206,34 @@ async def test_upload_reaches_the_stub(qiniu, stub):
     with pytest.raises(UpstreamError):     # insertOnly: a key is never overwritten
         await qiniu.save(key, data, "image/png")
     assert stub.rejected[-1]["status"] == 614
+
+
+async def test_delete_through_the_management_api(qiniu, stub):
+    key = new_avatar_key(7, "png")
+    await qiniu.save(key, png(), "image/png")
+    await qiniu.delete(key)
+    assert stub.deleted == [key] and key not in stub.objects
+    await qiniu.delete(key)  # 612, no such file: gone already, which is what was wanted
+    stub.mode = "http_500"
+    with pytest.raises(UpstreamError):
+        await qiniu.delete(key)
+    backend = QiniuStorage(qiniu_settings(stub.up_host, qiniu_secret_key="not-the-secret"))
+    stub.mode = "ok"
+    try:
+        with pytest.raises(UpstreamError):
+            await backend.delete(key)
+    finally:
+        await backend.aclose()
+    assert stub.rejected[-1] == {"status": 401, "reason": "bad token"}
+
+
+async def test_local_delete_removes_the_file_and_its_empty_directory(tmp_path):
+    backend = LocalStorage(str(tmp_path))
+    key = new_avatar_key(7, "png")
+    await backend.save(key, png(), "image/png")
+    await backend.delete(key)
+    assert not (tmp_path / "avatars" / "7").exists()
+    await backend.delete(key)  # not there: deleted already
 
 
 @pytest.mark.parametrize("mode", ["http_500", "bad_json"])

@@ -52,6 +52,7 @@ class QiniuUploadStub:
         self.slow_delay = 5.0
         self.objects: dict[str, bytes] = {}
         self.uploads: list[dict[str, Any]] = []     # accepted: key, data, filename, content_type, policy
+        self.deleted: list[str] = []                # keys deleted through the management API
         self.rejected: list[dict[str, Any]] = []    # status and reason
         self.request_count = 0
         self.up_host = ""
@@ -74,10 +75,13 @@ class QiniuUploadStub:
 
     def reset(self) -> None:
         self.mode, self.uploads, self.rejected, self.objects, self.request_count = "ok", [], [], {}, 0
+        self.deleted = []
 
     async def handle(self, request: tornado.httputil.HTTPServerRequest) -> tuple[int, Any]:
         """Verify, then answer per ``mode``; returns (HTTP status, JSON body or raw bytes)."""
         self.request_count += 1
+        if request.path.startswith("/delete/"):
+            return self._delete(request)
         try:
             upload = self._verify(request)
         except _Refused as refused:
@@ -95,6 +99,30 @@ class QiniuUploadStub:
         self.objects[upload["key"]] = upload["data"]
         self.uploads.append(upload)
         return 200, {"hash": qiniu_etag(upload["data"]), "key": upload["key"]}
+
+    def _delete(self, request: tornado.httputil.HTTPServerRequest) -> tuple[int, Any]:
+        """The management API's ``POST /delete/<EncodedEntryURI>`` with ``Authorization: QBox <ak>:<sign>``,
+        sign = urlsafe base64 of HMAC-SHA1(secret, path + "\n"); 612 when there is no such object."""
+        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+        access_key, _, signature = credentials.partition(":")
+        expected = base64.urlsafe_b64encode(hmac.new(self.secret_key.encode(), (request.path + "\n").encode(),
+                                                     hashlib.sha1).digest()).decode()
+        if request.method != "POST" or scheme != "QBox" or access_key != self.access_key \
+                or not hmac.compare_digest(signature, expected):
+            self.rejected.append({"status": 401, "reason": "bad token"})
+            return 401, {"error": "bad token"}
+        if self.mode == "http_500":
+            return 500, {"error": "internal error"}
+        try:
+            bucket, _, key = base64.urlsafe_b64decode(request.path[len("/delete/"):]).decode().partition(":")
+        except ValueError:
+            return 400, {"error": "invalid entry"}
+        if bucket != self.bucket:
+            return 631, {"error": "no such bucket"}
+        if self.objects.pop(key, None) is None:
+            return 612, {"error": "no such file or directory"}
+        self.deleted.append(key)
+        return 200, {}
 
     def _verify(self, request: tornado.httputil.HTTPServerRequest) -> dict[str, Any]:
         if request.method != "POST" or request.path != "/":
