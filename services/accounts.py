@@ -111,7 +111,7 @@ async def authenticate(*, redis: Redis, settings: Settings, access_token: object
             raise NotAuthenticatedError("The session has ended.")
         if local is not None:
             local.revocations.store(claims.family, True, revocation_snapshot)
-    return claims, Prefetched(entry=results[-1], snapshot=account_snapshot)
+    return claims, Prefetched(entry=results[-2:], snapshot=account_snapshot)
 
 
 async def forget_account(*, redis: Redis, user_id: int) -> None:

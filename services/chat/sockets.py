@@ -21,6 +21,7 @@ from typing import Protocol
 from redis.asyncio import Redis
 
 from services import keys
+from services.redis_client import pubsub as pubsub_of
 from services.chat.events import EventPublisher, frame, parse_id
 
 log = logging.getLogger("swiper.sockets")
@@ -209,7 +210,7 @@ class SocketHub:
             backoff = min(backoff * 2, 2.0)
 
     async def _listen(self) -> None:
-        pubsub = self.redis.pubsub()
+        pubsub = await pubsub_of(self.redis)
         loop = asyncio.get_running_loop()
         try:
             await pubsub.subscribe(keys.events_channel())
