@@ -29,13 +29,14 @@ redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
 return 1
 """
 _VERSION_TTL = 2 * 24 * 3600
-# One step on one slot (the entry and its version share the owner's hash tag); PUBLISH from a script reaches
-# every node's subscribers on a cluster, as a plain PUBLISH does.
+# One step on one slot (the entry and its version share the owner's hash tag). The announcement is a plain
+# PUBLISH after it, not one inside: on a Redis Cluster a script's PUBLISH reaches the other nodes' subscribers
+# later (over the cluster bus), a plain one goes to the channel's node, where every process subscribes, and has
+# reached them when it returns, so no process can answer from its old copy after the writer has answered.
 _INVALIDATE = """
 redis.call('INCR', KEYS[1])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 redis.call('DEL', KEYS[2])
-redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 """
 
@@ -104,8 +105,8 @@ async def read_through(*, redis: Redis, name: str, pk: int, ttl: int, load: Call
 
 async def invalidate(*, redis: Redis, name: str, pk: int) -> None:
     """Call after the write has committed; also tells every process to drop its local copy (``local_cache``)."""
-    await redis.eval(_INVALIDATE, 2, keys.model_cache_version(name, pk), keys.model_cache(name, pk), _VERSION_TTL,
-                     keys.invalidation_channel(), f"{name}\t{pk}")
+    await redis.eval(_INVALIDATE, 2, keys.model_cache_version(name, pk), keys.model_cache(name, pk), _VERSION_TTL)
+    await redis.publish(keys.invalidation_channel(), f"{name}\t{pk}")
 
 
 @contextlib.asynccontextmanager

@@ -8,9 +8,12 @@ EVALSHA, MGET, MSET and PUBLISH inside a pipeline). So the ordinary tests catch 
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import Pipeline
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError, RedisClusterException
@@ -24,13 +27,52 @@ def build_redis(settings: Settings) -> Redis:
     common = dict(socket_connect_timeout=settings.redis_timeout, socket_timeout=settings.redis_timeout,
                   health_check_interval=30, decode_responses=True)
     if settings.redis_cluster:
-        return RedisCluster.from_url(settings.redis_url, max_connections=settings.redis_pool_size,
-                                     **common)  # type: ignore[return-value]
+        cluster = BoundedRedisCluster.from_url(settings.redis_url, max_connections=settings.redis_pool_size + 2,
+                                               **common)  # +2: the two subscriptions hold one each
+        cluster.bound(settings.redis_pool_size, settings.redis_timeout)
+        return cluster  # type: ignore[return-value]
     pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=settings.redis_pool_size,
                                            timeout=settings.redis_timeout, **common)
     if settings.redis_slot_guard:
         return SlotGuardedRedis(connection_pool=pool)
     return Redis(connection_pool=pool)
+
+
+class BoundedRedisCluster(RedisCluster):
+    """A cluster client that waits for a free connection, as the standalone BlockingConnectionPool does: redis-py's
+    cluster nodes raise MaxConnectionsError at once when their pool is full, which would shed a burst the
+    standalone client serves. At most ``size`` calls are in flight (so no node's pool is ever full); a call that
+    waits ``timeout`` for its turn fails the way the blocking pool does (see ``pool_exhausted``)."""
+
+    def bound(self, size: int, timeout: float) -> None:
+        self._turns = asyncio.Semaphore(size)
+        self._turn_timeout = timeout
+
+    @contextlib.asynccontextmanager
+    async def turn(self):
+        try:
+            await asyncio.wait_for(self._turns.acquire(), self._turn_timeout)
+        except asyncio.TimeoutError as exc:
+            raise RedisConnectionError("No connection available.") from exc
+        try:
+            yield
+        finally:
+            self._turns.release()
+
+    async def execute_command(self, *args, **kwargs):
+        async with self.turn():
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction=None, shard_hint=None):
+        if shard_hint:
+            raise RedisClusterException("shard_hint is deprecated in cluster mode")
+        return _BoundedClusterPipeline(self, transaction)
+
+
+class _BoundedClusterPipeline(ClusterPipeline):
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True):
+        async with self.cluster_client.turn():
+            return await super().execute(raise_on_error, allow_redirections)
 
 
 async def pubsub(redis: Redis):

@@ -6,16 +6,34 @@ by hand); the suite starts one per run when ``SWIPER_TEST_REDIS_CLUSTER=1`` (see
 from __future__ import annotations
 
 import contextlib
+import os
+import random
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.support.processes import free_port
-
 MASTERS = 3
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def cluster_port() -> int:
+    """A free port P with P + 10000 free too (a node's cluster bus), so P <= 55535."""
+    while True:
+        port = random.randint(20000, 45000)
+        if _bindable(port) and _bindable(port + 10000):
+            return port
 
 
 def _cli(port: int, *args: str) -> str:
@@ -27,7 +45,7 @@ def _cli(port: int, *args: str) -> str:
 def local_cluster(masters: int = MASTERS) -> Iterator[str]:
     """Start the cluster in a temporary directory; yield ``redis://127.0.0.1:<first port>/0``; remove it all."""
     workdir = Path(tempfile.mkdtemp(prefix="swiper-redis-cluster-"))
-    ports = [free_port() for _ in range(masters)]
+    ports = [cluster_port() for _ in range(masters)]
     servers: list[subprocess.Popen] = []
     try:
         for port in ports:
@@ -46,6 +64,8 @@ def local_cluster(masters: int = MASTERS) -> Iterator[str]:
             _wait(lambda: "cluster_state:ok" in _cli(port, "CLUSTER", "INFO"), f"cluster_state:ok on :{port}")
         yield f"redis://127.0.0.1:{ports[0]}/0"
     finally:
+        if os.environ.get("SWIPER_KEEP_CLUSTER_DIR"):
+            print(f"redis cluster files kept in {workdir}")
         for server in servers:
             server.terminate()
         for server in servers:
@@ -54,7 +74,8 @@ def local_cluster(masters: int = MASTERS) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if not os.environ.get("SWIPER_KEEP_CLUSTER_DIR"):  # set it to read the nodes' logs after a run
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _wait(check, what: str, timeout: float = 30.0) -> None:
