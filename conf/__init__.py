@@ -126,6 +126,8 @@ class Settings(BaseSettings):
     redis_timeout: PositiveFloat = 2.0
     redis_cluster: bool = False  # SWIPER_REDIS_URL is then a startup node of a Redis Cluster (db 0)
     redis_slot_guard: bool = False  # refuse any call whose keys span two hash slots, even on one Redis (tests)
+    # read-committed: InnoDB then takes no gap locks, like TiDB; the tests run the mutual-like race under both
+    mysql_isolation: Literal["repeatable-read", "read-committed"] = "repeatable-read"
     mysql_replica_urls: str = ""  # comma-separated mysql:// URLs for lag-tolerant reads
     read_your_writes_window: NonNegativeFloat = 5.0  # seconds a user's reads stay on the primary after a write
     replica_max_lag: NonNegativeFloat = 5.0  # seconds of replication lag past which a replica is skipped

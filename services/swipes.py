@@ -1,10 +1,13 @@
 """Swipes and rewinds: exactly one match per mutual like, whatever the timing, and undo that leaves no trace.
 
-A swipe is one transaction: insert the swipe (its unique key makes a repeat a no-op), take today's like quota,
-read the other side's swipe with a locking read, and insert the match with its own unique pair key. Two people
-liking each other at the same instant either serialise on those locks or deadlock, and a deadlock is retried, so
-they can neither both miss the match nor create two. The Redis side (hot score, superlike queue) is written just
-before the commit and undone if the commit fails, so MySQL and Redis never disagree about a swipe.
+A like is one transaction: upsert the pair's row (``swipe_pair``, one per unordered pair) and read it back locked,
+insert the swipe (its unique key makes a repeat a no-op), take today's like quota, read the other side's swipe
+(a locking read, so the newest committed version), and insert the match with its own unique pair key. Two people
+liking each other at the same instant queue on the pair row before either inserts a swipe, so the second sees
+the first's committed like: neither can miss the match nor create two. That holds on any engine that locks a
+row it upserts (InnoDB, TiDB, Vitess on one shard), not only on InnoDB's gap locks; a deadlock elsewhere is
+retried. A dislike matches nobody and takes no pair lock. The Redis side (hot score, superlike queue) is written
+just before the commit and undone if the commit fails, so MySQL and Redis never disagree about a swipe.
 """
 from __future__ import annotations
 
@@ -78,8 +81,21 @@ async def _insert_swipe(user_id: int, target_id: int, code: int, counted: bool) 
     return inserted == 1
 
 
-# Their swipe on me, locked until the commit (or the gap where it would go): the two sides of a mutual like
-# serialise here, or deadlock and retry, so exactly one of them sees the other's like.
+# The pair's row, created by the first like of either side and locked by every like until its commit: the two
+# sides of a mutual like serialise here, first, so neither has inserted its swipe while the other looks for it.
+# The read-back keeps the row locked on engines whose upsert alone might not (TiDB's optimistic mode).
+_LOCK_PAIR = ("INSERT INTO swipe_pair (low_id, high_id, likes) VALUES (%s, %s, 1) "
+              "ON DUPLICATE KEY UPDATE likes = likes + 1")
+_PAIR_LOCKED = "SELECT likes FROM swipe_pair WHERE low_id = %s AND high_id = %s FOR UPDATE"
+
+
+async def _lock_pair(a: int, b: int) -> None:
+    low, high = pair(a, b)
+    await db.aio_execute_sql(_LOCK_PAIR, (low, high))
+    await db.aio_execute_sql(_PAIR_LOCKED, (low, high), fetch_results=_first_value)
+
+
+# Their swipe on me, as last committed (a locking read reads the newest version, not the transaction's snapshot).
 _THEIR_SWIPE_LOCKED = "SELECT action FROM swipe WHERE user_id = %s AND target_id = %s FOR UPDATE"
 
 
@@ -159,6 +175,8 @@ async def record_swipe(*, redis: Redis, settings: Settings, events: EventPublish
         try:
             async with db.aio_atomic():
                 counted = code > 0 and not unlimited
+                if code > 0:
+                    await _lock_pair(me.id, target_id)
                 if not await _insert_swipe(me.id, target_id, code, counted):
                     raise NotFoundError("No such user.")
                 if counted:
