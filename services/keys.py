@@ -33,6 +33,7 @@ keys hash to more than one slot, also on a standalone Redis.
 | events:{u:<id>}             | stream | chat.events.STREAM_TTL after its newest entry, ~STREAM_LENGTH entries; a user's events |
 | events                      | channel | pub/sub: `<user id>\t<event id>\t<event json>` of every published event |
 | ticket:{t:<ticket>}         | string | chat.tickets.TICKET_TTL; the user id and token family a WebSocket ticket stands for |
+| rw:{u:<id>}                 | string | settings.read_your_writes_window; the user wrote: their reads stay on the primary |
 | typing:{u:<from>}:<to>      | string | chat.messages.TYPING_EVERY; a typing event was relayed for this pair |
 """
 from __future__ import annotations
@@ -150,3 +151,7 @@ def event_ticket(ticket: str) -> str:
 
 def typing(sender_id: int, receiver_id: int) -> str:
     return f"{_prefix}typing:{user_tag(sender_id)}:{receiver_id}"
+
+
+def recent_write(user_id: int) -> str:
+    return f"{_prefix}rw:{user_tag(user_id)}"

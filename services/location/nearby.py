@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from models import db
+from models.replicas import reader
 from services.location.coverage import Part, part, ring_cells
 
 SUBQUERIES_PER_STATEMENT = 64
@@ -53,7 +53,7 @@ async def _ring_candidates(parts: list[Part], genders: tuple[str, ...], limit: i
         chunk = pieces[start:start + SUBQUERIES_PER_STATEMENT]
         sql = ("SELECT id, last_active_at FROM (" + " UNION ALL ".join(text for text, _ in chunk)
                + f") AS near ORDER BY last_active_at DESC LIMIT {int(limit)}")
-        rows += await db.aio_execute_sql(sql, [p for _, params in chunk for p in params], fetch_results=_fetchall)
+        rows += await reader().aio_execute_sql(sql, [p for _, params in chunk for p in params], fetch_results=_fetchall)
     rows.sort(key=lambda row: row[1], reverse=True)
     return [row[0] for row in rows[:limit]]
 
@@ -62,7 +62,7 @@ async def _occupied(cells: list[int]) -> set[int]:
     """Which of these coarse cells anybody is in: one loose scan of ``user_near``'s first column, so far rings
     of a wide radius cost a statement per few rings, not a subquery per empty cell."""
     sql = _OCCUPIED.format(cells=",".join(["%s"] * len(cells)))
-    return {row[0] for row in await db.aio_execute_sql(sql, cells, fetch_results=_fetchall)}
+    return {row[0] for row in await reader().aio_execute_sql(sql, cells, fetch_results=_fetchall)}
 
 
 async def walk(*, origin: int, min_km: int, max_km: int, me: int, genders: tuple[str, ...], oldest: dt.date,
