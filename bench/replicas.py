@@ -1,10 +1,11 @@
 """How many lag-tolerant reads a read replica takes under a mixed workload, with read-your-writes checked.
 
-    .venv/bin/python -m bench.replicas [--users N] [--rounds R] [--delay S]
+    .venv/bin/python -m bench.replicas [--users N] [--rounds R] [--delay S] [--window S]
 
 Starts a MariaDB primary and a GTID replica of it in temporary datadirs (tests/support/replication.py), replication
 held ``--delay`` seconds behind (``MASTER_DELAY``, a replica that answers but lags), migrates, runs one
-``server.py`` with ``SWIPER_MYSQL_REPLICA_URLS`` (read-your-writes window and max lag at their defaults, 5 s), the
+``server.py`` with ``SWIPER_MYSQL_REPLICA_URLS`` (``--window``: the read-your-writes window, default 5 s; 0 turns it
+off, to watch the checks fail; max lag at its default, 5 s), the
 Aliyun SMS stub and the machine's Redis (db 14, its own prefix). N users sign in; half of them have liked their
 partner. Each round every user reads their matches list and the hot ranking; in one round of four, a quarter of
 the not-yet-matched users like their partner back and read their matches list at once: the new match must be
@@ -48,13 +49,14 @@ async def reads(client: Client) -> dict[str, float]:
                                                   text, re.M)}
 
 
-async def workload(base_url: str, stub: AliyunSmsStub, users: int, rounds: int) -> tuple[dict, int, int]:
+async def workload(base_url: str, stub: AliyunSmsStub, users: int, rounds: int, window: float
+                   ) -> tuple[dict, int, int]:
     client = Client(base_url, check_contract=False)
     people = [await sign_in(client, stub, f"166{secrets.randbelow(10**8):08d}") for _ in range(users - users % 2)]
     pairs = list(zip(people[0::2], people[1::2]))
     for (a_id, _), (_, b_token) in pairs:  # b has liked a; a likes back later
         assert (await client.post("/api/v1/swipes", {"user_id": a_id, "action": "like"}, token=b_token)).status == 200
-    await asyncio.sleep(6)  # past everyone's read-your-writes window: reads may go to the replica
+    await asyncio.sleep(window + 1)  # past everyone's read-your-writes window: reads may go to the replica
     start = await reads(client)
     waiting, checks, failures = list(pairs), 0, 0
 
@@ -88,6 +90,7 @@ async def main_async(args: argparse.Namespace) -> int:
             run(replica, "STOP SLAVE", f"CHANGE MASTER TO MASTER_DELAY={args.delay}", "START SLAVE")
             server = ServerProcess({
                 "SWIPER_ENV": "test", "SWIPER_MYSQL_URL": primary.url, "SWIPER_MYSQL_REPLICA_URLS": replica.url,
+                "SWIPER_READ_YOUR_WRITES_WINDOW": str(args.window),
                 "SWIPER_REDIS_URL": "redis://127.0.0.1:6379/14", "SWIPER_REDIS_PREFIX": f"bench_rep_{os.getpid()}:",
                 "SWIPER_JWT_SECRET": "bench-replicas-secret-long-enough-0123456789", "SWIPER_SMS_BACKEND": "aliyun",
                 "SWIPER_ALIYUN_ACCESS_KEY_ID": KEY_ID, "SWIPER_ALIYUN_ACCESS_KEY_SECRET": KEY_SECRET,
@@ -96,14 +99,15 @@ async def main_async(args: argparse.Namespace) -> int:
             await server.start()
             try:
                 began = time.monotonic()
-                counts, checks, failures = await workload(server.base_url, stub, args.users, args.rounds)
+                counts, checks, failures = await workload(server.base_url, stub, args.users, args.rounds,
+                                                         args.window)
                 took = time.monotonic() - began
             finally:
                 server.stop()
     finally:
         await stub.stop()
     total = counts["primary"] + counts["replica"]
-    print(f"\n`.venv/bin/python -m bench.replicas --users {args.users} --rounds {args.rounds} --delay {args.delay}`"
+    print(f"\n`.venv/bin/python -m bench.replicas --users {args.users} --rounds {args.rounds} --delay {args.delay} --window {args.window:g}`"
           f" ({took:.0f} s)\n")
     print("| lag-tolerant reads on the primary | on the replica | replica share | read-your-writes checks | failed |")
     print("|---|---|---|---|---|")
@@ -117,6 +121,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--delay", type=int, default=2, help="seconds the replica is held behind (MASTER_DELAY)")
+    parser.add_argument("--window", type=float, default=5.0, help="SWIPER_READ_YOUR_WRITES_WINDOW (0: off)")
     raise SystemExit(asyncio.run(main_async(parser.parse_args())))
 
 
