@@ -210,7 +210,7 @@ class Settings(BaseSettings):
 
     @property
     def replicas(self) -> tuple[MySQLURL, ...]:
-        return tuple(parse_mysql_url(url) for url in self.mysql_replica_urls.split(",") if url.strip())
+        return tuple(parse_mysql_url(url.strip()) for url in self.mysql_replica_urls.split(",") if url.strip())
 
     @property
     def is_prod(self) -> bool:

@@ -142,3 +142,12 @@ async def test_no_replica_read_inside_a_transaction(schema, settings, pair):
         allow_replica_reads(False)
         await replicas.close()
         replicas.replicas = saved
+
+
+def test_replica_settings():
+    from conf import SettingsError, load_settings
+    settings = load_settings({"SWIPER_MYSQL_REPLICA_URLS": "mysql://u:p@10.0.0.2:3306/swiper, mysql://u:p@10.0.0.3/swiper"})
+    assert [(r.host, r.port) for r in settings.replicas] == [("10.0.0.2", 3306), ("10.0.0.3", 3306)]
+    assert (settings.read_your_writes_window, settings.replica_max_lag) == (5.0, 5.0)
+    with pytest.raises(SettingsError, match="SWIPER_MYSQL_REPLICA_URLS"):
+        load_settings({"SWIPER_MYSQL_REPLICA_URLS": "postgres://10.0.0.2/swiper"})

@@ -83,3 +83,11 @@ async def test_the_app_client_is_a_cluster_client_on_a_cluster_run(app, settings
     if settings.redis_cluster:
         nodes = client.get_primaries()
         assert len(nodes) == 3
+
+
+def test_a_cluster_url_names_db_0_or_none():
+    from conf import SettingsError, load_settings
+    assert load_settings({"SWIPER_REDIS_CLUSTER": "true", "SWIPER_REDIS_URL": "redis://10.0.0.1:7000/0"}).redis_cluster
+    assert load_settings({"SWIPER_REDIS_CLUSTER": "true", "SWIPER_REDIS_URL": "redis://10.0.0.1:7000"}).redis_cluster
+    with pytest.raises(SettingsError, match="SWIPER_REDIS_URL"):
+        load_settings({"SWIPER_REDIS_CLUSTER": "true", "SWIPER_REDIS_URL": "redis://10.0.0.1:7000/15"})
