@@ -167,3 +167,12 @@ def test_an_interrupted_bench_stops_everything_it_started(bench_env: dict[str, s
     assert "pre-run: the feed answers 200 with 10 items" in "".join(seen)
     assert "interrupted (SIGTERM)" in err
     assert_nothing_left(bench_env, "", range(port, port + 1), dirs, trees)
+
+
+def test_the_replicas_bench_runs_at_its_smallest_and_holds_read_your_writes() -> None:
+    """bench.replicas: its own primary and replica, one server, a few users; the table and zero failed checks."""
+    out = run_bench("bench.replicas", ["--users", "4", "--rounds", "4", "--delay", "1"], dict(os.environ))
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    row = [cell.strip() for cell in out.stdout.strip().splitlines()[-1].strip("|").split("|")]
+    primary, replica, _share, checks, failed = row
+    assert int(replica) > 0 and int(checks) > 0 and failed == "0", out.stdout
