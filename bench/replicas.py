@@ -27,12 +27,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from redis.asyncio import Redis  # noqa: E402
+
 from tests.stubs.aliyun_sms import AliyunSmsStub  # noqa: E402
 from tests.support.client import Client  # noqa: E402
 from tests.support.processes import ServerProcess  # noqa: E402
 from tests.support.replication import replicated_pair, run, wait_caught_up  # noqa: E402
 
 KEY_ID, KEY_SECRET = "LTAI-bench", "bench-secret-" + secrets.token_hex(4)
+REDIS_URL = os.environ.get("SWIPER_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+
+async def _forget(url: str, prefix: str) -> None:
+    """Delete every key the run made."""
+    client = Redis.from_url(url)
+    try:
+        batch = [key async for key in client.scan_iter(match=prefix + "*", count=500)]
+        if batch:
+            await client.delete(*batch)
+    finally:
+        await client.aclose()
 
 
 async def sign_in(client: Client, stub: AliyunSmsStub, phone: str) -> tuple[int, str]:
@@ -88,10 +102,11 @@ async def main_async(args: argparse.Namespace) -> int:
                            capture_output=True, timeout=120)
             wait_caught_up(primary, replica)
             run(replica, "STOP SLAVE", f"CHANGE MASTER TO MASTER_DELAY={args.delay}", "START SLAVE")
+            prefix = f"bench_replicas_{os.getpid()}:"
             server = ServerProcess({
                 "SWIPER_ENV": "test", "SWIPER_MYSQL_URL": primary.url, "SWIPER_MYSQL_REPLICA_URLS": replica.url,
                 "SWIPER_READ_YOUR_WRITES_WINDOW": str(args.window),
-                "SWIPER_REDIS_URL": "redis://127.0.0.1:6379/14", "SWIPER_REDIS_PREFIX": f"bench_rep_{os.getpid()}:",
+                "SWIPER_REDIS_URL": REDIS_URL, "SWIPER_REDIS_PREFIX": prefix,
                 "SWIPER_JWT_SECRET": "bench-replicas-secret-long-enough-0123456789", "SWIPER_SMS_BACKEND": "aliyun",
                 "SWIPER_ALIYUN_ACCESS_KEY_ID": KEY_ID, "SWIPER_ALIYUN_ACCESS_KEY_SECRET": KEY_SECRET,
                 "SWIPER_ALIYUN_SMS_ENDPOINT": stub.endpoint, "SWIPER_ALIYUN_SMS_PROTOCOL": "http",
@@ -104,6 +119,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 took = time.monotonic() - began
             finally:
                 server.stop()
+                await _forget(REDIS_URL, prefix)
     finally:
         await stub.stop()
     total = counts["primary"] + counts["replica"]
