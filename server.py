@@ -29,6 +29,7 @@ from handlers import auth, avatar, chat, location, metrics, payments, photos, pr
 from handlers.base import InFlight, NotFoundHandler, access_log
 from handlers.openapi import build_spec
 from models import db, init_db
+from models.replicas import replicas
 from services import jobs, keys, loop_watch, ratelimit, tokens
 from services.chat.events import EventPublisher
 from services.chat.sockets import SocketHub
@@ -88,6 +89,14 @@ def start_listeners(app: web.Application) -> tuple[LocalCaches, SocketHub]:
     return caches, hub
 
 
+def start_replica_checks() -> asyncio.Task | None:
+    """With read replicas configured: this process checks their lag every second (models.replicas)."""
+    metrics.watch_replicas(replicas)
+    if not replicas.replicas:
+        return None
+    return asyncio.get_running_loop().create_task(replicas.run(), name="replica-checks")
+
+
 def configure_logging(settings: Settings) -> None:
     """Access lines to stdout, everything else (errors with tracebacks) to stderr."""
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -113,6 +122,7 @@ async def serve(settings: Settings, port: int) -> None:
         loop_watch.log_slow_steps(settings.slow_callback_ms)
     keys.configure(settings.redis_prefix)
     init_db(settings)
+    replicas.configure(settings)
     redis = build_redis(settings)
     sms = build_sms_sender(settings)
     storage = build_storage(settings)
@@ -133,10 +143,13 @@ async def serve(settings: Settings, port: int) -> None:
         loop.add_signal_handler(sig, stopping.set)
     periodic = start_periodic_jobs(settings, redis, channels, app.settings["storage_cleanup"])
     local_caches, hub = start_listeners(app)
+    replica_checks = start_replica_checks()
     settle_memory()
     log.info("listening on %s:%d (env=%s, sms=%s)", settings.host, port, settings.env, settings.sms_backend)
     await stopping.wait()
     periodic.stop()
+    if replica_checks is not None:
+        replica_checks.cancel()
     await drain(server, in_flight, settings.drain_timeout, sockets, hub=hub)
     try:
         # Bounded, so the process exits well within supervisor's stopwaitsecs: closing the MySQL pool waits for
@@ -149,6 +162,7 @@ async def serve(settings: Settings, port: int) -> None:
             await storage.aclose()
             await channels.aclose()
             await redis.aclose()
+            await replicas.close()
             if db.is_connected:
                 await db.aio_close()
     except TimeoutError:

@@ -124,6 +124,13 @@ class Settings(BaseSettings):
     redis_prefix: str = "swiper:"
     redis_pool_size: PositiveInt = 50
     redis_timeout: PositiveFloat = 2.0
+    redis_cluster: bool = False  # SWIPER_REDIS_URL is then a startup node of a Redis Cluster (db 0)
+    redis_slot_guard: bool = False  # refuse any call whose keys span two hash slots, even on one Redis (tests)
+    # read-committed: InnoDB then takes no gap locks, like TiDB; the tests run the mutual-like race under both
+    mysql_isolation: Literal["repeatable-read", "read-committed"] = "repeatable-read"
+    mysql_replica_urls: str = ""  # comma-separated mysql:// URLs for lag-tolerant reads
+    read_your_writes_window: NonNegativeFloat = 5.0  # seconds a user's reads stay on the primary after a write
+    replica_max_lag: NonNegativeFloat = 5.0  # seconds of replication lag past which a replica is skipped
 
     jwt_secret: str = Field(DEFAULT_JWT_SECRET, min_length=32)
     access_token_ttl: PositiveInt = 900
@@ -201,6 +208,10 @@ class Settings(BaseSettings):
     @property
     def mysql(self) -> MySQLURL:
         return parse_mysql_url(self.mysql_url)
+
+    @property
+    def replicas(self) -> tuple[MySQLURL, ...]:
+        return tuple(parse_mysql_url(url.strip()) for url in self.mysql_replica_urls.split(",") if url.strip())
 
     @property
     def is_prod(self) -> bool:
@@ -285,6 +296,14 @@ def load_settings_or_exit(program: str) -> Settings:
 
 
 def _check_consistency(s: Settings) -> None:
+    for url in filter(None, (u.strip() for u in s.mysql_replica_urls.split(","))):
+        try:
+            parse_mysql_url(url)
+        except ValueError:
+            raise SettingsError(f"SWIPER_MYSQL_REPLICA_URLS: {url!r}: expected mysql://user:pass@host:port/db") from None
+    database = re.search(r"//[^/]+/(\d+)", s.redis_url)
+    if s.redis_cluster and database and database.group(1) != "0":
+        raise SettingsError("SWIPER_REDIS_URL: a Redis Cluster has only db 0")
     if s.sms_backend == "aliyun" and not (s.aliyun_access_key_id and s.aliyun_access_key_secret):
         raise SettingsError("SWIPER_ALIYUN_ACCESS_KEY_ID: the aliyun SMS backend needs an access key id and secret")
     if s.storage_backend == "qiniu" and not (s.qiniu_access_key and s.qiniu_secret_key and s.qiniu_bucket

@@ -209,6 +209,8 @@ class BaseHandler(web.RequestHandler):
             redis=self.redis, settings=self.settings_obj, access_token=token.strip(), local=self.local_caches)
         self.user_id = self.claims.user_id
         accounts.check_session(await self.current_account(), self.claims)
+        await accounts.route_reads(redis=self.redis, settings=self.settings_obj, user_id=self.user_id,
+                                   writing=self.request.method not in ("GET", "HEAD", "OPTIONS"))
 
     async def current_account(self) -> Account:
         """The signed-in user's rows (loaded once per request); a token for a deleted user is no session."""

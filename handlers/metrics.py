@@ -6,13 +6,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from tornado import web
 
 from handlers.base import BaseHandler
 from handlers.contract import operation
 from services.chat.events import EventPublisher
 from services.chat.sockets import SocketHub
+from models.replicas import ReplicaSet
 from services.local_cache import LocalCaches
 
 REQUESTS = Counter("swiper_requests_total", "HTTP requests answered", ["route", "method", "status"])
@@ -24,6 +25,38 @@ SOCKETS_OPEN = Gauge("swiper_sockets_open", "Event sockets open on this process"
 EVENTS_LIVE = Gauge("swiper_events_subscription_live", "1 while the event subscription is confirmed")
 RESYNCS_OWED = Gauge("swiper_events_resyncs_owed", "Users whose events could not be published (Redis down)")
 _route_names: dict[type, str] = {}
+
+
+class _ReplicaMetrics:
+    """Each replica's state and lag as of its last check, and where this process's lag-tolerant reads went."""
+
+    def __init__(self, replicas: ReplicaSet) -> None:
+        self.replicas = replicas
+
+    def collect(self):  # noqa: ANN201 - prometheus_client's collector protocol
+        up = GaugeMetricFamily("swiper_mysql_replica_up", "1 while a replica is used for reads (answering, lag "
+                               "within SWIPER_REPLICA_MAX_LAG)", labels=["replica", "state"])
+        lag = GaugeMetricFamily("swiper_mysql_replica_lag_seconds", "Seconds_Behind_Master at the last check "
+                                "(-1: unknown: down or not replicating)", labels=["replica"])
+        for replica in self.replicas.replicas:
+            up.add_metric([replica.name, replica.state], float(replica.state == "ok"))
+            lag.add_metric([replica.name], replica.lag if replica.lag is not None else -1.0)
+        reads = CounterMetricFamily("swiper_mysql_lag_tolerant_reads", "Lag-tolerant reads by where they ran",
+                                    labels=["target"])
+        for target, count in self.replicas.reads.items():
+            reads.add_metric([target], count)
+        yield from (up, lag, reads)
+
+
+_replica_metrics: _ReplicaMetrics | None = None
+
+
+def watch_replicas(replicas: ReplicaSet) -> None:
+    global _replica_metrics
+    if _replica_metrics is not None:
+        REGISTRY.unregister(_replica_metrics)
+    _replica_metrics = _ReplicaMetrics(replicas)
+    REGISTRY.register(_replica_metrics)
 
 
 def watch_local_caches(caches: LocalCaches) -> None:

@@ -7,13 +7,16 @@ from handlers.base import BaseHandler
 from handlers.contract import Payload, operation
 from handlers.openapi import build_spec
 from services.errors import UnavailableError
-from services.health import check_dependencies
+from services.health import check_dependencies, replica_states
 
 
 class Dependencies(Payload):
     mysql: Literal["ok", "down"]
     redis: Literal["ok", "down"]
     process: Literal["draining"] | None = None
+    # read replicas by host:port (SWIPER_MYSQL_REPLICA_URLS), as of their last check; readiness does not depend
+    # on them: a replica that is down or lagging is skipped and its reads go to the primary
+    replicas: dict[str, Literal["ok", "lagging", "down"]] | None = None
 
 
 class HealthHandler(BaseHandler):
@@ -33,12 +36,12 @@ class ReadyHandler(BaseHandler):
     @operation("getReadiness", tag="service", summary="Readiness of MySQL and Redis", response=Dependencies)
     async def get(self) -> None:
         """200 only when MySQL and Redis both answer."""
-        status = await check_dependencies(redis=self.redis)
+        status: dict = await check_dependencies(redis=self.redis)
         if self.in_flight.draining:
             status["process"] = "draining"
         if set(status.values()) != {"ok"}:
-            raise UnavailableError(data=status)
-        self.ok(status)
+            raise UnavailableError(data={**status, **replica_states()})
+        self.ok({**status, **replica_states()})
 
 
 class OpenApiHandler(BaseHandler):

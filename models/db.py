@@ -78,6 +78,7 @@ def init_db(settings: Settings, *, query_timeout: float | None = None) -> Swiper
     db.init(
         url.database, host=url.host, port=url.port, user=url.user, password=url.password,
         charset="utf8mb4", connect_timeout=settings.mysql_connect_timeout,
+        init_command=f"SET SESSION TRANSACTION ISOLATION LEVEL {settings.mysql_isolation.replace('-', ' ').upper()}",
         pool_params={"minsize": 0, "maxsize": settings.mysql_pool_size, "pool_recycle": 600},
     )
     return db

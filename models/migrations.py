@@ -263,6 +263,17 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             `attempts` INT NOT NULL DEFAULT 0
         ) {TABLE_OPTIONS}""",
     ]),
+    ("0008_swipe_pair", [
+        # one row per unordered pair that has liked: the two sides of a mutual like serialise on it (services/
+        # swipes.py), on any engine, instead of on InnoDB's gap locks (TiDB has none). No AUTO_INCREMENT: the
+        # key is the pair, led by the lower id (the shard column if the table is ever sharded)
+        f"""CREATE TABLE IF NOT EXISTS `swipe_pair` (
+            `low_id` BIGINT NOT NULL,
+            `high_id` BIGINT NOT NULL,
+            `likes` INT NOT NULL DEFAULT 0,
+            PRIMARY KEY (`low_id`, `high_id`)
+        ) {TABLE_OPTIONS}""",
+    ]),
 ]
 
 # (level, name, price, permissions) as API.md's VIP table defines them.

@@ -26,6 +26,19 @@ class Swipe(BaseModel):
         )
 
 
+class SwipePair(BaseModel):
+    """One row per unordered pair (low_id < high_id) once either has liked the other: the lock the two sides of a
+    mutual like serialise on (``likes`` counts the likes that took it; its value means nothing else)."""
+
+    low_id = peewee.BigIntegerField()
+    high_id = peewee.BigIntegerField()
+    likes = peewee.IntegerField(default=0)
+
+    class Meta:
+        table_name = "swipe_pair"
+        primary_key = peewee.CompositeKey("low_id", "high_id")
+
+
 class Match(BaseModel):
     """A match is also its conversation: ``last_seq`` is the seq of its newest message, each side's read position
     is the seq they have read up to, ``last_activity_at`` the match or its newest message (the list's order)."""

@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 from conf import Settings
 from models import Preferences, User, db
 from models.base import utcnow
+from models.replicas import allow_replica_reads, reader, replicas
 from services import keys, model_cache, tokens
 from services.local_cache import MISSING, LocalCaches
 from services.redis_client import unreachable
@@ -111,7 +112,7 @@ async def authenticate(*, redis: Redis, settings: Settings, access_token: object
             raise NotAuthenticatedError("The session has ended.")
         if local is not None:
             local.revocations.store(claims.family, True, revocation_snapshot)
-    return claims, Prefetched(entry=results[-1], snapshot=account_snapshot)
+    return claims, Prefetched(entry=results[-2:], snapshot=account_snapshot)
 
 
 def refuse_banned(account: Account) -> None:
@@ -169,8 +170,25 @@ async def load_users(user_ids: list[int]) -> dict[int, User]:
     """Many users' rows in one query, for lists of public views."""
     if not user_ids:
         return {}
-    rows = await User.select().where(User.id.in_(list(set(user_ids)))).aio_execute()
+    rows = await User.select().where(User.id.in_(list(set(user_ids)))).aio_execute(reader())
     return {row.id: row for row in rows}
+
+
+async def route_reads(*, redis: Redis, settings: Settings, user_id: int, writing: bool) -> None:
+    """With replicas configured: may this request's lag-tolerant reads go to one (``models.replicas``)? Not when
+    the user must see their own writes: a write request marks the user for ``SWIPER_READ_YOUR_WRITES_WINDOW``
+    seconds, before it writes, in Redis so every process knows; a read asks. If Redis cannot say: the primary."""
+    if not replicas.replicas:
+        return
+    try:
+        if writing:
+            await redis.set(keys.recent_write(user_id), "1", px=max(1, int(settings.read_your_writes_window * 1000)))
+            own_writes = True
+        else:
+            own_writes = bool(await redis.exists(keys.recent_write(user_id)))
+    except RedisError:
+        own_writes = True
+    allow_replica_reads(not own_writes)
 
 
 async def mark_active(*, redis: Redis, user_id: int, local: LocalCaches | None = None) -> None:

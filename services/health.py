@@ -7,6 +7,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from models import db
+from models.replicas import replicas
 
 PROBE_TIMEOUT = 2.0
 
@@ -21,6 +22,11 @@ async def _probe_redis(redis: Redis) -> None:
         await redis.ping()
     except RedisConnectionError:
         await redis.ping()
+
+
+def replica_states() -> dict[str, dict[str, str]]:
+    """``{"replicas": {"host:port": "ok"|"lagging"|"down"}}`` when replicas are configured, else nothing."""
+    return {"replicas": replicas.states()} if replicas.replicas else {}
 
 
 async def check_dependencies(*, redis: Redis) -> dict[str, str]:

@@ -2,30 +2,39 @@
 
 ``configure`` sets the prefix once at start-up (tests use their own, so they never touch real data).
 
+Redis Cluster (``SWIPER_REDIS_CLUSTER``): every key carries a hash tag ``{…}`` naming its owner — ``{u:<id>}`` for
+what belongs to one user, ``{p:<phone>}``, ``{ip:<ip>}``, ``{f:<family>}`` (a session), ``{t:<ticket>}`` — so all
+of one owner's keys hash to one slot, and a script or multi-key command only ever names keys of one owner. Keys
+of two users are never written in one step: such a write is one single-slot step per owner, each safe to repeat
+(``services/swipes.py``). ``hot`` and ``job:…`` are single keys, only touched one at a time. A new key gets its
+owner's tag through the helpers below; the tests' slot guard (``services/redis_client.py``) fails any call whose
+keys hash to more than one slot, also on a standalone Redis.
+
 | key                         | type   | lifetime                                     |
 |-----------------------------|--------|----------------------------------------------|
-| sms:code:<phone>            | hash   | settings.sms_code_ttl (h = HMAC of the code, tries) |
-| sms:cooldown:<phone>        | string | settings.sms_cooldown                        |
-| sms:hour:<phone>            | zset   | 1 h sliding window of sends                  |
-| sms:day:<phone>             | zset   | 24 h sliding window of sends                 |
-| sms:ipday:<ip>              | zset   | 24 h sliding window of sends per client IP   |
-| auth:family:<fam>           | string | settings.refresh_token_ttl (current refresh jti) |
-| auth:revoked:<fam>          | string | remaining lifetime of the family's tokens    |
-| cache:User:<id>             | string | settings.profile_cache_ttl (JSON of the rows) |
-| cache:User:<id>:ver         | int    | settings.profile_cache_ttl, bumped by every write |
-| quota:<name>:<id>:<yyyymmdd> | int   | 2 days; daily likes / rewinds in SWIPER_TIMEZONE |
-| superlikers:<id>            | zset   | none; who superliked <id> and was not swiped back yet (score: time) |
+| sms:code:{p:<phone>}        | hash   | settings.sms_code_ttl (h = HMAC of the code, tries) |
+| sms:cooldown:{p:<phone>}    | string | settings.sms_cooldown                        |
+| sms:hour:{p:<phone>}        | zset   | 1 h sliding window of sends                  |
+| sms:day:{p:<phone>}         | zset   | 24 h sliding window of sends                 |
+| sms:ipday:{ip:<ip>}         | zset   | 24 h sliding window of sends per client IP   |
+| auth:family:{f:<fam>}       | string | settings.refresh_token_ttl (current refresh jti) |
+| auth:revoked:{f:<fam>}      | string | remaining lifetime of the family's tokens    |
+| cache:User:{u:<id>}         | string | settings.profile_cache_ttl (JSON of the rows) |
+| cache:User:{u:<id>}:ver     | int    | settings.profile_cache_ttl, bumped by every write |
+| quota:<name>:{u:<id>}:<yyyymmdd> | int   | 2 days; daily likes / rewinds in SWIPER_TIMEZONE |
+| superlikers:{u:<id>}        | zset   | none; who superliked <id> and was not swiped back yet (score: time) |
 | hot                         | zset   | none; all-time hot score per user            |
-| active:<id>                 | string | 5 min; throttles last_active_at writes       |
-| feed:<id>                   | string | recommendations.CANDIDATES_TTL; the next feed candidates' ids |
+| active:{u:<id>}             | string | 5 min; throttles last_active_at writes       |
+| feed:{u:<id>}               | string | recommendations.CANDIDATES_TTL; the next feed candidates' ids |
 | job:<name>:<period>         | string | 2 periods; the one process that runs a periodic job |
-| rl:<scope>:<identity>       | int    | settings.rate_limit_window from the identity's first request |
-| rl:cells:<id>               | zset   | 1 h after the last cell entered; keyed hashes of cells entered |
+| rl:<scope>:{<identity>}     | int    | settings.rate_limit_window from the identity's first request |
+| rl:cells:{u:<id>}           | zset   | 1 h after the last cell entered; keyed hashes of cells entered |
 | invalidate                  | channel | pub/sub: `<cache>\t<key>` of a changed revocation or account (services/local_cache.py) |
-| events:<id>                 | stream | chat.events.STREAM_TTL after its newest entry, ~STREAM_LENGTH entries; a user's events |
+| events:{u:<id>}             | stream | chat.events.STREAM_TTL after its newest entry, ~STREAM_LENGTH entries; a user's events |
 | events                      | channel | pub/sub: `<user id>\t<event id>\t<event json>` of every published event |
-| ticket:<ticket>             | string | chat.tickets.TICKET_TTL; the user id and token family a WebSocket ticket stands for |
-| typing:<from>:<to>          | string | chat.messages.TYPING_EVERY; a typing event was relayed for this pair |
+| ticket:{t:<ticket>}         | string | chat.tickets.TICKET_TTL; the user id and token family a WebSocket ticket stands for |
+| rw:{u:<id>}                 | string | settings.read_your_writes_window; the user wrote: their reads stay on the primary |
+| typing:{u:<from>}:<to>      | string | chat.messages.TYPING_EVERY; a typing event was relayed for this pair |
 """
 from __future__ import annotations
 
@@ -34,7 +43,18 @@ _prefix = "swiper:"
 
 def configure(prefix: str) -> None:
     global _prefix
+    if "{" in prefix or "}" in prefix:  # it would become the hash tag of every key: one slot for everything
+        raise ValueError("a Redis key prefix may not contain { or }")
     _prefix = prefix
+
+
+def user_tag(user_id: int) -> str:
+    """The hash tag of everything that belongs to one user (the convention every new per-user key follows)."""
+    return f"{{u:{user_id}}}"
+
+
+def _phone(phone: str) -> str:
+    return f"{{p:{phone}}}"
 
 
 def prefix() -> str:
@@ -42,47 +62,51 @@ def prefix() -> str:
 
 
 def sms_code(phone: str) -> str:
-    return f"{_prefix}sms:code:{phone}"
+    return f"{_prefix}sms:code:{_phone(phone)}"
 
 
 def sms_cooldown(phone: str) -> str:
-    return f"{_prefix}sms:cooldown:{phone}"
+    return f"{_prefix}sms:cooldown:{_phone(phone)}"
 
 
 def sms_hour(phone: str) -> str:
-    return f"{_prefix}sms:hour:{phone}"
+    return f"{_prefix}sms:hour:{_phone(phone)}"
 
 
 def sms_day(phone: str) -> str:
-    return f"{_prefix}sms:day:{phone}"
+    return f"{_prefix}sms:day:{_phone(phone)}"
 
 
 def sms_ip_day(ip: str) -> str:
-    return f"{_prefix}sms:ipday:{ip}"
+    return f"{_prefix}sms:ipday:{{ip:{ip}}}"
 
 
 def auth_family(family: str) -> str:
-    return f"{_prefix}auth:family:{family}"
+    return f"{_prefix}auth:family:{{f:{family}}}"
 
 
 def auth_revoked(family: str) -> str:
-    return f"{_prefix}auth:revoked:{family}"
+    return f"{_prefix}auth:revoked:{{f:{family}}}"
+
+
+def _owner(model: str, pk: int) -> str:
+    return user_tag(pk) if model == "User" else f"{{{model}:{pk}}}"
 
 
 def model_cache(model: str, pk: int) -> str:
-    return f"{_prefix}cache:{model}:{pk}"
+    return f"{_prefix}cache:{model}:{_owner(model, pk)}"
 
 
 def model_cache_version(model: str, pk: int) -> str:
-    return f"{_prefix}cache:{model}:{pk}:ver"
+    return f"{_prefix}cache:{model}:{_owner(model, pk)}:ver"
 
 
 def quota(name: str, user_id: int, day: str) -> str:
-    return f"{_prefix}quota:{name}:{user_id}:{day}"
+    return f"{_prefix}quota:{name}:{user_tag(user_id)}:{day}"
 
 
 def superlikers(user_id: int) -> str:
-    return f"{_prefix}superlikers:{user_id}"
+    return f"{_prefix}superlikers:{user_tag(user_id)}"
 
 
 def hot_ranking() -> str:
@@ -90,11 +114,11 @@ def hot_ranking() -> str:
 
 
 def feed_candidates(user_id: int) -> str:
-    return f"{_prefix}feed:{user_id}"
+    return f"{_prefix}feed:{user_tag(user_id)}"
 
 
 def active(user_id: int) -> str:
-    return f"{_prefix}active:{user_id}"
+    return f"{_prefix}active:{user_tag(user_id)}"
 
 
 def job_run(name: str, period: int) -> str:
@@ -102,11 +126,11 @@ def job_run(name: str, period: int) -> str:
 
 
 def rate_limit(scope: str, identity: str) -> str:
-    return f"{_prefix}rl:{scope}:{identity}"
+    return f"{_prefix}rl:{scope}:{{{identity}}}"
 
 
 def location_cells(user_id: int) -> str:
-    return f"{_prefix}rl:cells:{user_id}"
+    return f"{_prefix}rl:cells:{user_tag(user_id)}"
 
 
 def invalidation_channel() -> str:
@@ -114,7 +138,7 @@ def invalidation_channel() -> str:
 
 
 def event_stream(user_id: int) -> str:
-    return f"{_prefix}events:{user_id}"
+    return f"{_prefix}events:{user_tag(user_id)}"
 
 
 def events_channel() -> str:
@@ -122,8 +146,12 @@ def events_channel() -> str:
 
 
 def event_ticket(ticket: str) -> str:
-    return f"{_prefix}ticket:{ticket}"
+    return f"{_prefix}ticket:{{t:{ticket}}}"
 
 
 def typing(sender_id: int, receiver_id: int) -> str:
-    return f"{_prefix}typing:{sender_id}:{receiver_id}"
+    return f"{_prefix}typing:{user_tag(sender_id)}:{receiver_id}"
+
+
+def recent_write(user_id: int) -> str:
+    return f"{_prefix}rw:{user_tag(user_id)}"

@@ -8,6 +8,7 @@ from peewee import fn
 
 from conf import Settings
 from models import Swipe
+from models.replicas import reader
 from models.social import ACTION_NAMES
 from services.accounts import load_users
 from services.cursors import decode_cursor, encode_cursor
@@ -34,7 +35,7 @@ async def list_likes_received(*, settings: Settings, user_id: int, limit: int, c
         position = decode_cursor(settings, cursor)
         at, last_id = dt.datetime.fromisoformat(position["at"]).replace(tzinfo=None), int(position["id"])
         query = query.where((Swipe.created_at < at) | ((Swipe.created_at == at) & (Swipe.id < last_id)))
-    rows = list(await query.order_by(Swipe.created_at.desc(), Swipe.id.desc()).limit(limit + 1).aio_execute())
+    rows = list(await query.order_by(Swipe.created_at.desc(), Swipe.id.desc()).limit(limit + 1).aio_execute(reader()))
     page, more = rows[:limit], len(rows) > limit
     users = await load_users([row.user_id for row in page])
     present = [row for row in page if row.user_id in users]

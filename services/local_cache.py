@@ -26,6 +26,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from services import keys
+from services.redis_client import pubsub as pubsub_of
 
 log = logging.getLogger("swiper.local_cache")
 MISSING: Any = object()
@@ -152,7 +153,7 @@ class LocalCaches:
             backoff = min(backoff * 2, 2.0)
 
     async def _subscribe_and_listen(self, redis: Redis) -> None:
-        pubsub = redis.pubsub()
+        pubsub = await pubsub_of(redis)
         loop = asyncio.get_running_loop()
         try:
             await pubsub.subscribe(keys.invalidation_channel())

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from conf import Settings
-from models import db
+from models.replicas import reader
 from services.accounts import load_users
 from services.chat import messages as chat
 from services.chat.events import EventPublisher
@@ -46,7 +46,7 @@ async def list_matches(*, settings: Settings, user_id: int, limit: int, cursor: 
     if cursor:
         position = decode_cursor(settings, cursor)
         params.update(at=dt.datetime.fromisoformat(position["at"]).replace(tzinfo=None), id=int(position["id"]))
-    rows = await db.aio_execute_sql(_PAGE.format(after=_AFTER if cursor else ""), params, fetch_results=_fetchall)
+    rows = await reader().aio_execute_sql(_PAGE.format(after=_AFTER if cursor else ""), params, fetch_results=_fetchall)
     page, more = rows[:limit], len(rows) > limit
     users = await load_users([row[1] for row in page])
     newest = await chat.last_messages([(row[0], row[4]) for row in page])

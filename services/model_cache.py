@@ -29,6 +29,16 @@ redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
 return 1
 """
 _VERSION_TTL = 2 * 24 * 3600
+# One step on one slot (the entry and its version share the owner's hash tag). The announcement is a plain
+# PUBLISH after it, not one inside: on a Redis Cluster a script's PUBLISH reaches the other nodes' subscribers
+# later (over the cluster bus), a plain one goes to the channel's node, where every process subscribes, and has
+# reached them when it returns, so no process can answer from its old copy after the writer has answered.
+_INVALIDATE = """
+redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+redis.call('DEL', KEYS[2])
+return 1
+"""
 
 
 def rows_to_json(*instances: peewee.Model) -> bytes:
@@ -62,8 +72,10 @@ def _encode(value: Any) -> Any:
 
 
 def queue_read(pipe, *, name: str, pk: int) -> None:
-    """Queue the entry's read on a pipeline, to share a round trip; pass the result to ``read_through``."""
-    pipe.mget(keys.model_cache(name, pk), keys.model_cache_version(name, pk))
+    """Queue the entry's read on a pipeline, to share a round trip; pass the two results, as a list
+    ``[entry, version]``, to ``read_through``. Two GETs, not MGET: a cluster pipeline refuses MGET."""
+    pipe.get(keys.model_cache(name, pk))
+    pipe.get(keys.model_cache_version(name, pk))
 
 
 async def read_through(*, redis: Redis, name: str, pk: int, ttl: int, load: Callable[[], Awaitable[T]],
@@ -93,13 +105,8 @@ async def read_through(*, redis: Redis, name: str, pk: int, ttl: int, load: Call
 
 async def invalidate(*, redis: Redis, name: str, pk: int) -> None:
     """Call after the write has committed; also tells every process to drop its local copy (``local_cache``)."""
-    version_key = keys.model_cache_version(name, pk)
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.incr(version_key)
-        pipe.expire(version_key, _VERSION_TTL)
-        pipe.delete(keys.model_cache(name, pk))
-        pipe.publish(keys.invalidation_channel(), f"{name}\t{pk}")
-        await pipe.execute()
+    await redis.eval(_INVALIDATE, 2, keys.model_cache_version(name, pk), keys.model_cache(name, pk), _VERSION_TTL)
+    await redis.publish(keys.invalidation_channel(), f"{name}\t{pk}")
 
 
 @contextlib.asynccontextmanager

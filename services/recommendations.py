@@ -31,7 +31,8 @@ from peewee import fn
 from redis.asyncio import Redis
 
 from conf import Settings
-from models import Swipe, User, db
+from models import Swipe, User
+from models.replicas import reader
 from services import keys, vip
 from services.accounts import Account
 from services.location import nearby
@@ -122,7 +123,7 @@ async def _eligible_rows(feed: FeedFilter, ids: list[int]) -> dict[int, tuple]:
                            genders=",".join(["%s"] * len(feed.genders)), visible=visibility.visible_sql("u.id"))
     params = (feed.me, *ids, feed.me, *city, *feed.genders, feed.oldest_birthday, feed.youngest_birthday,
               *visibility.params(feed.me))
-    rows = await db.aio_execute_sql(sql, params, fetch_results=_fetchall)
+    rows = await reader().aio_execute_sql(sql, params, fetch_results=_fetchall)
     return {row[0]: row for row in rows if feed.in_range(row[-1])}
 
 
@@ -134,7 +135,7 @@ async def _walk(feed: FeedFilter, exclude: list[int]) -> tuple[list[int], bool]:
                                  youngest=feed.youngest_birthday, exclude=exclude, limit=CANDIDATES)
     where = feed.where() & User.id.not_in(exclude) if exclude else feed.where()
     query = User.select(User.id).where(where).order_by(User.last_active_at.desc()).limit(CANDIDATES)
-    walked = [row.id for row in await query.aio_execute()]
+    walked = [row.id for row in await query.aio_execute(reader())]
     return walked, len(walked) < CANDIDATES
 
 

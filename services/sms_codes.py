@@ -28,20 +28,46 @@ from services.sms import SmsSender
 
 log = logging.getLogger("swiper.sms")
 
-# Checks every limit and, when all pass, reserves the send. Either way it answers the state of every limit
-# (cooldown ms left, then per window: sends in it and ms until its oldest send leaves it), for the headers.
-_RESERVE = """
+# A send is reserved in two single-slot steps, because a phone's keys and a client IP's keys live in different
+# cluster slots: first the IP's day window (checked and, when under its limit, reserved), then the phone's
+# cooldown and windows (reserved only when everything passed, the IP's verdict passed in); an IP reservation the
+# phone then refuses is taken back. Each script answers its limits' state (ms left, or sends in the window and ms
+# until its oldest send leaves it), for the headers. A window is a zset of send ids, so repeating a release is
+# harmless.
+_WINDOW_STATE = """
+local function window_state(key, span, now)
+  local sends = redis.call('ZCARD', key)
+  local frees = 0
+  if sends > 0 then
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    frees = math.floor(tonumber(oldest[2]) + span - now)
+  end
+  return sends, frees
+end
+"""
+_RESERVE_IP = _WINDOW_STATE + """
+local now = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 86400000)
+local refused = 0
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then refused = 1 else
+  redis.call('ZADD', KEYS[1], now, ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], 86400000)
+end
+local sends, frees = window_state(KEYS[1], 86400000, now)
+return {refused, sends, frees}
+"""
+_RESERVE_PHONE = _WINDOW_STATE + """
 local now = tonumber(ARGV[1])
 local member = ARGV[2]
-local windows = {{KEYS[2], 3600000, tonumber(ARGV[4])}, {KEYS[3], 86400000, tonumber(ARGV[5])},
-                 {KEYS[4], 86400000, tonumber(ARGV[6])}}
-local names = {'hour', 'day', 'ip_day'}
+local windows = {{KEYS[2], 3600000, tonumber(ARGV[4])}, {KEYS[3], 86400000, tonumber(ARGV[5])}}
+local names = {'hour', 'day'}
 for _, w in ipairs(windows) do redis.call('ZREMRANGEBYSCORE', w[1], '-inf', now - w[2]) end
 local refused = {}
 if redis.call('PTTL', KEYS[1]) > 0 then table.insert(refused, 'cooldown') end
 for i, w in ipairs(windows) do
   if redis.call('ZCARD', w[1]) >= w[3] then table.insert(refused, names[i]) end
 end
+if ARGV[6] == '1' then table.insert(refused, 'ip_day') end
 if #refused == 0 then
   redis.call('SET', KEYS[1], member, 'PX', tonumber(ARGV[3]))
   for _, w in ipairs(windows) do
@@ -51,24 +77,23 @@ if #refused == 0 then
 end
 local state = {table.concat(refused, ','), math.max(0, redis.call('PTTL', KEYS[1]))}
 for _, w in ipairs(windows) do
-  local sends = redis.call('ZCARD', w[1])
-  local frees = 0
-  if sends > 0 then
-    local oldest = redis.call('ZRANGE', w[1], 0, 0, 'WITHSCORES')
-    frees = math.floor(tonumber(oldest[2]) + w[2] - now)
-  end
+  local sends, frees = window_state(w[1], w[2], now)
   table.insert(state, sends)
   table.insert(state, frees)
 end
 return state
 """
-
-_RELEASE = """
+_RELEASE_PHONE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 for i = 2, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
 return 1
 """
-
+_STORE_CODE = """
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'h', ARGV[1], 'tries', 0)
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+return 1
+"""
 _VERIFY = """
 local stored = redis.call('HGET', KEYS[1], 'h')
 if not stored then return {'missing', 0} end
@@ -136,11 +161,23 @@ async def send_login_code(*, redis: Redis, sms: SmsSender, settings: Settings, p
                           client_ip: str) -> CodeSent:
     """Reserve a send under every limit, send the code, then store its hash (replacing any older code)."""
     member = secrets.token_hex(8)
-    window_keys = [keys.sms_cooldown(phone), keys.sms_hour(phone), keys.sms_day(phone), keys.sms_ip_day(client_ip)]
-    state = await redis.eval(
-        _RESERVE, len(window_keys), *window_keys, int(time.time() * 1000), member, settings.sms_cooldown * 1000,
-        settings.sms_hour_limit, settings.sms_day_limit, settings.sms_ip_day_limit)
-    limits = _limits(settings, state)
+    now_ms = int(time.time() * 1000)
+    phone_keys = [keys.sms_cooldown(phone), keys.sms_hour(phone), keys.sms_day(phone)]
+    ip_key = keys.sms_ip_day(client_ip)
+    ip_refused, ip_sends, ip_frees = await redis.eval(_RESERVE_IP, 1, ip_key, now_ms, member,
+                                                      settings.sms_ip_day_limit)
+    try:
+        state = await redis.eval(
+            _RESERVE_PHONE, len(phone_keys), *phone_keys, now_ms, member, settings.sms_cooldown * 1000,
+            settings.sms_hour_limit, settings.sms_day_limit, int(ip_refused))
+    except BaseException:
+        if not ip_refused:
+            await redis.zrem(ip_key, member)
+        raise
+    if state[0] and not ip_refused:  # the phone refused: the IP's reservation goes back
+        await redis.zrem(ip_key, member)
+        ip_sends -= 1
+    limits = _limits(settings, [*state, ip_sends, ip_frees])
     refusing = [(name, verdict) for name, verdict in limits.items() if not verdict.allowed]
     if refusing:  # the limit that keeps refusing longest is the one to report: retrying sooner cannot help
         name, verdict = max(refusing, key=lambda item: item[1].reset)
@@ -151,13 +188,10 @@ async def send_login_code(*, redis: Redis, sms: SmsSender, settings: Settings, p
     try:
         await sms.send_code(phone, code)
     except BaseException:
-        await redis.eval(_RELEASE, len(window_keys), *window_keys, member)
+        await redis.eval(_RELEASE_PHONE, len(phone_keys), *phone_keys, member)
+        await redis.zrem(ip_key, member)
         raise
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.delete(keys.sms_code(phone))
-        pipe.hset(keys.sms_code(phone), mapping={"h": _digest(settings, phone, code), "tries": 0})
-        pipe.expire(keys.sms_code(phone), settings.sms_code_ttl)
-        await pipe.execute()
+    await redis.eval(_STORE_CODE, 1, keys.sms_code(phone), _digest(settings, phone, code), settings.sms_code_ttl)
     return CodeSent(resend_after=settings.sms_cooldown, expires_in=settings.sms_code_ttl,
                     limits=Verdict.tightest(*limits.values()))
 

@@ -1,10 +1,13 @@
 """Swipes and rewinds: exactly one match per mutual like, whatever the timing, and undo that leaves no trace.
 
-A swipe is one transaction: insert the swipe (its unique key makes a repeat a no-op), take today's like quota,
-read the other side's swipe with a locking read, and insert the match with its own unique pair key. Two people
-liking each other at the same instant either serialise on those locks or deadlock, and a deadlock is retried, so
-they can neither both miss the match nor create two. The Redis side (hot score, superlike queue) is written just
-before the commit and undone if the commit fails, so MySQL and Redis never disagree about a swipe.
+A like is one transaction: upsert the pair's row (``swipe_pair``, one per unordered pair) and read it back locked,
+insert the swipe (its unique key makes a repeat a no-op), take today's like quota, read the other side's swipe
+(a locking read, so the newest committed version), and insert the match with its own unique pair key. Two people
+liking each other at the same instant queue on the pair row before either inserts a swipe, so the second sees
+the first's committed like: neither can miss the match nor create two. That holds on any engine that locks a
+row it upserts (InnoDB, TiDB, Vitess on one shard), not only on InnoDB's gap locks; a deadlock elsewhere is
+retried. A dislike matches nobody and takes no pair lock. The Redis side (hot score, superlike queue) is written
+just before the commit and undone if the commit fails, so MySQL and Redis never disagree about a swipe.
 """
 from __future__ import annotations
 
@@ -81,8 +84,21 @@ async def _insert_swipe(user_id: int, target_id: int, code: int, counted: bool) 
     return inserted == 1
 
 
-# Their swipe on me, locked until the commit (or the gap where it would go): the two sides of a mutual like
-# serialise here, or deadlock and retry, so exactly one of them sees the other's like.
+# The pair's row, created by the first like of either side and locked by every like until its commit: the two
+# sides of a mutual like serialise here, first, so neither has inserted its swipe while the other looks for it.
+# The read-back keeps the row locked on engines whose upsert alone might not (TiDB's optimistic mode).
+_LOCK_PAIR = ("INSERT INTO swipe_pair (low_id, high_id, likes) VALUES (%s, %s, 1) "
+              "ON DUPLICATE KEY UPDATE likes = likes + 1")
+_PAIR_LOCKED = "SELECT likes FROM swipe_pair WHERE low_id = %s AND high_id = %s FOR UPDATE"
+
+
+async def _lock_pair(a: int, b: int) -> None:
+    low, high = pair(a, b)
+    await db.aio_execute_sql(_LOCK_PAIR, (low, high))
+    await db.aio_execute_sql(_PAIR_LOCKED, (low, high), fetch_results=_first_value)
+
+
+# Their swipe on me, as last committed (a locking read reads the newest version, not the transaction's snapshot).
 _THEIR_SWIPE_LOCKED = "SELECT action FROM swipe WHERE user_id = %s AND target_id = %s FOR UPDATE"
 
 
@@ -95,16 +111,45 @@ async def _their_swipe_locked(me: int, target_id: int) -> int | None:
     return await db.aio_execute_sql(_THEIR_SWIPE_LOCKED, (target_id, me), fetch_results=_first_value)
 
 
-def _swipe_effects(pipe, *, me: int, target: int, action: str, other_action: int | None, sign: int,
-                   superliked_at: float) -> None:
-    """Queue the Redis side of a swipe (sign=+1) or of its undoing (sign=-1) on a pipeline."""
-    pipe.zincrby(keys.hot_ranking(), sign * HOT_WEIGHTS[action], str(target))
+def _swipe_effects(*, me: int, target: int, action: str, other_action: int | None, sign: int,
+                   superliked_at: float) -> list[tuple]:
+    """The Redis side of a swipe (sign=+1) or of its undoing (sign=-1), as commands of one key each: the keys
+    belong to two users (and the ranking), which a Redis Cluster keeps in different slots, so there is no one
+    atomic step; ``_write_effects`` runs them and takes back the ones that ran if another failed."""
+    effects: list[tuple] = [("zincrby", keys.hot_ranking(), sign * HOT_WEIGHTS[action], str(target))]
     if sign < 0:
-        pipe.zrem(keys.superlikers(target), str(me))
-        return
+        effects.append(("zrem", keys.superlikers(target), str(me)))
+        return effects
     if action == "superlike" and other_action is None:  # they have not swiped me: I go to the front of their feed
-        pipe.zadd(keys.superlikers(target), {str(me): superliked_at})
-    pipe.zrem(keys.superlikers(me), str(target))
+        effects.append(("zadd", keys.superlikers(target), {str(me): superliked_at}))
+    effects.append(("zrem", keys.superlikers(me), str(target)))
+    return effects
+
+
+def _inverse(effect: tuple) -> tuple | None:
+    name, key, *args = effect
+    if name == "zincrby":
+        return ("zincrby", key, -args[0], args[1])
+    if name == "zadd":
+        return ("zrem", key, *args[0])
+    return None  # a zrem: setting a member again is idempotent, and what it removed is not needed back
+
+
+async def _write_effects(redis: Redis, effects: list[tuple]) -> None:
+    """One round trip of single-key commands (idempotent but for the ranking's increment, which runs once); if
+    any fails, the ones that ran are taken back before the error is raised, so a failed swipe leaves nothing."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for name, *args in effects:
+            getattr(pipe, name)(*args)
+        results = await pipe.execute(raise_on_error=False)
+    errors = [r for r in results if isinstance(r, Exception)]
+    if errors:
+        undo = [_inverse(e) for e, r in zip(effects, results) if not isinstance(r, Exception)]
+        try:
+            await _write_effects(redis, [u for u in undo if u is not None])
+        except RedisError:
+            log.warning("swipe effects: could not take back %d applied effects", len(undo))
+        raise errors[0]
 
 
 async def record_swipe(*, redis: Redis, settings: Settings, events: EventPublisher, account: Account,
@@ -133,6 +178,8 @@ async def record_swipe(*, redis: Redis, settings: Settings, events: EventPublish
         try:
             async with db.aio_atomic():
                 counted = code > 0 and not unlimited
+                if code > 0:
+                    await _lock_pair(me.id, target_id)
                 if not await _insert_swipe(me.id, target_id, code, counted):
                     raise NotFoundError("No such user.")
                 if counted:
@@ -149,20 +196,18 @@ async def record_swipe(*, redis: Redis, settings: Settings, events: EventPublish
                     now = utcnow()
                     await (Match.insert(user_a=low, user_b=high, created_at=now, last_activity_at=now)
                            .on_conflict_ignore().aio_execute())
-                async with redis.pipeline(transaction=True) as pipe:
-                    _swipe_effects(pipe, me=me.id, target=target_id, action=action, other_action=other_action,
-                                   sign=1, superliked_at=time.time())
-                    await pipe.execute()
+                await _write_effects(redis, _swipe_effects(
+                    me=me.id, target=target_id, action=action, other_action=other_action, sign=1,
+                    superliked_at=time.time()))
                 effects_written = True
             return matched, used
         except BaseException:
             if quota_taken:
                 await quotas.give_back(redis=redis, name="likes", user_id=me.id, day=day)
             if effects_written:  # only the commit itself can have failed
-                async with redis.pipeline(transaction=True) as pipe:
-                    _swipe_effects(pipe, me=me.id, target=target_id, action=action, other_action=other_action,
-                                   sign=-1, superliked_at=0)
-                    await pipe.execute()
+                await _write_effects(redis, _swipe_effects(
+                    me=me.id, target=target_id, action=action, other_action=other_action, sign=-1,
+                    superliked_at=0))
             raise
 
     try:
@@ -225,24 +270,22 @@ async def rewind_last_swipe(*, redis: Redis, settings: Settings, events: EventPu
                 unmatched = match is not None
                 await User.update(rewind_floor=last.id).where(User.id == me.id).aio_execute()
                 action = ACTION_NAMES[last.action]
-                async with redis.pipeline(transaction=True) as pipe:
-                    _swipe_effects(pipe, me=me.id, target=last.target_id, action=action,
-                                   other_action=other.action if other else None, sign=-1, superliked_at=0)
-                    if other is not None and ACTION_NAMES[other.action] == "superlike":
-                        # they superliked me and I have not swiped them any more: back to the front of my queue
-                        pipe.zadd(keys.superlikers(me.id),
-                                  {str(last.target_id): other.created_at.replace(tzinfo=dt.timezone.utc).timestamp()})
-                    await pipe.execute()
+                effects = _swipe_effects(me=me.id, target=last.target_id, action=action,
+                                         other_action=other.action if other else None, sign=-1, superliked_at=0)
+                if other is not None and ACTION_NAMES[other.action] == "superlike":
+                    # they superliked me and I have not swiped them any more: back to the front of my queue
+                    effects.append(("zadd", keys.superlikers(me.id),
+                                    {str(last.target_id): other.created_at.replace(tzinfo=dt.timezone.utc).timestamp()}))
+                await _write_effects(redis, effects)
                 effects_written = True
         except BaseException:
             if rewinds_taken:
                 await quotas.give_back(redis=redis, name="rewinds", user_id=me.id, day=day)
             if effects_written and last is not None:  # only the commit itself can have failed: put it back
-                async with redis.pipeline(transaction=True) as pipe:
-                    _swipe_effects(pipe, me=me.id, target=last.target_id, action=ACTION_NAMES[last.action],
-                                   other_action=other.action if other else None, sign=1,
-                                   superliked_at=last.created_at.replace(tzinfo=dt.timezone.utc).timestamp())
-                    await pipe.execute()
+                await _write_effects(redis, _swipe_effects(
+                    me=me.id, target=last.target_id, action=ACTION_NAMES[last.action],
+                    other_action=other.action if other else None, sign=1,
+                    superliked_at=last.created_at.replace(tzinfo=dt.timezone.utc).timestamp()))
             raise
         swiped_on = quotas.quota_day(settings, last.created_at.replace(tzinfo=dt.timezone.utc))
         # what the swipe took, not what the user's level is now: a level bought or lost in between changes nothing

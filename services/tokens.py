@@ -40,7 +40,6 @@ end
 local ttl = redis.call('PTTL', KEYS[1])
 redis.call('SET', KEYS[2], '1', 'PX', math.max(ttl, tonumber(ARGV[4])))
 redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', ARGV[5], ARGV[6])
 return 'reuse'
 """
 
@@ -48,7 +47,6 @@ _REVOKE = """
 local ttl = redis.call('PTTL', KEYS[1])
 redis.call('SET', KEYS[2], '1', 'PX', math.max(ttl, tonumber(ARGV[1])))
 redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 """
 
@@ -126,9 +124,9 @@ async def rotate_session(*, redis: Redis, settings: Settings, refresh_token: obj
     claims = _decode(settings, refresh_token, "refresh")
     family, new_jti = claims["fam"], secrets.token_hex(12)
     verdict = await redis.eval(_ROTATE, 2, keys.auth_family(family), keys.auth_revoked(family), claims["jti"],
-                               new_jti, settings.refresh_token_ttl * 1000, settings.access_token_ttl * 1000,
-                               *_revocation_announcement(family))
+                               new_jti, settings.refresh_token_ttl * 1000, settings.access_token_ttl * 1000)
     if verdict == "reuse":
+        await _announce_revocation(redis, family)
         try:  # Redis holds the revocation already; this copy is for authenticating while Redis is down
             await _record_revocation(family, int(claims["sub"]), settings.access_token_ttl)
         except (peewee.DatabaseError, OSError) as exc:
@@ -175,7 +173,8 @@ async def end_session(*, redis: Redis, settings: Settings, claims: AccessClaims)
     access_left = max(1, claims.expires_at - int(time.time()) + 1)
     await _record_revocation(claims.family, claims.user_id, access_left)
     await redis.eval(_REVOKE, 2, keys.auth_family(claims.family), keys.auth_revoked(claims.family),
-                     access_left * 1000, *_revocation_announcement(claims.family))
+                     access_left * 1000)
+    await _announce_revocation(redis, claims.family)
 
 
 async def _record_revocation(family: str, user_id: int, seconds: int) -> None:
@@ -202,6 +201,8 @@ async def _rowcount(_db: object, cursor: object) -> int:
     return cursor.rowcount  # type: ignore[attr-defined]
 
 
-def _revocation_announcement(family: str) -> tuple[str, str]:
-    """Channel and message that make every process drop its local "not revoked" (``local_cache``)."""
-    return keys.invalidation_channel(), f"{LocalCaches.REVOCATIONS}\t{family}"
+async def _announce_revocation(redis: Redis, family: str) -> None:
+    """Make every process drop its local "not revoked" (``local_cache``). A plain PUBLISH after the script, not
+    one inside it: on a Redis Cluster a script's PUBLISH reaches the other nodes' subscribers later, over the
+    cluster bus, while a plain one goes to the channel's node, where every process subscribes, before it returns."""
+    await redis.publish(keys.invalidation_channel(), f"{LocalCaches.REVOCATIONS}\t{family}")

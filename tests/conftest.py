@@ -2,6 +2,11 @@
 
 Tests talk to a real MariaDB and Redis. Each run creates its own database (dropped at the end) and uses its own
 Redis key prefix (every key under it deleted after each test), so runs never see each other's data.
+
+The app's Redis client runs with the slot guard on (``SWIPER_REDIS_SLOT_GUARD``): a call whose keys would span two
+Redis Cluster slots fails on the standalone Redis too. With ``SWIPER_TEST_REDIS_CLUSTER=1`` the run starts its own
+local 3-master Redis Cluster (tests/support/redis_cluster.py) and everything uses it (``scripts/test.sh`` runs
+the Redis-dependent tests that way after the whole suite).
 """
 from __future__ import annotations
 
@@ -20,6 +25,8 @@ from pathlib import Path
 import pymysql
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
@@ -48,10 +55,19 @@ warnings.filterwarnings("ignore", module="aiomysql")
 
 TEST_MYSQL = os.environ.get("SWIPER_TEST_MYSQL_URL", "mysql://swiper:swiper@127.0.0.1:3306/swiper_test")
 TEST_REDIS = os.environ.get("SWIPER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REDIS_CLUSTER = os.environ.get("SWIPER_TEST_REDIS_CLUSTER", "") in ("1", "true")
 RUN_ID = secrets.token_hex(4)
 ACCESS_KEY_ID, ACCESS_KEY_SECRET = "LTAI-test-key", "test-secret-" + RUN_ID
 JWT_SECRET = "test-jwt-secret-that-is-long-enough-" + RUN_ID
 _phones = itertools.count(int(secrets.token_hex(3), 16) % 10**6 * 100)
+
+
+def pytest_collection_modifyitems(config, items):
+    if REDIS_CLUSTER:
+        skip = pytest.mark.skip(reason="needs a standalone Redis (SWIPER_TEST_REDIS_CLUSTER=1)")
+        for item in items:
+            if "standalone_redis" in item.keywords:
+                item.add_marker(skip)
 
 
 def new_phone() -> str:
@@ -113,9 +129,22 @@ async def sms_stub() -> AliyunSmsStub:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, sms_stub: AliyunSmsStub, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def redis_url() -> str:
+    """The standalone test Redis, or (SWIPER_TEST_REDIS_CLUSTER=1) a startup node of this run's own cluster."""
+    if not REDIS_CLUSTER:
+        yield TEST_REDIS
+        return
+    from tests.support.redis_cluster import local_cluster
+    with local_cluster() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, redis_url: str, sms_stub: AliyunSmsStub,
+             tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return load_settings(
-        {}, env="test", mysql_url=database_url, redis_url=TEST_REDIS, redis_prefix=f"swiper_test_{RUN_ID}:",
+        {}, env="test", mysql_url=database_url, redis_url=redis_url, redis_cluster=REDIS_CLUSTER,
+        redis_slot_guard=True, redis_prefix=f"swiper_test_{RUN_ID}:",
         jwt_secret=JWT_SECRET, sms_backend="aliyun", aliyun_access_key_id=ACCESS_KEY_ID,
         aliyun_access_key_secret=ACCESS_KEY_SECRET, aliyun_sms_endpoint=sms_stub.endpoint,
         aliyun_sms_protocol="http", sms_timeout=1.0, mysql_connect_timeout=1.0, redis_timeout=1.0,
@@ -130,7 +159,8 @@ def server_env(settings: Settings, **overrides: str) -> dict[str, str]:
     env = {f"SWIPER_{name.upper()}": str(getattr(settings, name)) for name in (
         "env", "mysql_url", "redis_url", "redis_prefix", "jwt_secret", "sms_backend", "aliyun_access_key_id",
         "aliyun_access_key_secret", "aliyun_sms_endpoint", "aliyun_sms_protocol", "sms_timeout",
-        "mysql_connect_timeout", "redis_timeout", "rate_limit_enabled", "media_dir", "timezone", "message_rate_limit")}
+        "mysql_connect_timeout", "redis_timeout", "rate_limit_enabled", "media_dir", "timezone", "message_rate_limit",
+        "redis_cluster", "redis_slot_guard")}
     env.update({f"SWIPER_{k.upper()}": v for k, v in overrides.items()})
     return env
 
@@ -146,7 +176,9 @@ async def schema(settings: Settings) -> None:
 
 @pytest.fixture(scope="session")
 async def redis(settings: Settings) -> Redis:
-    client = Redis.from_url(settings.redis_url, decode_responses=True)
+    """The tests' own client (no slot guard: tests may read several users' keys at once)."""
+    client = (RedisCluster.from_url(settings.redis_url, decode_responses=True) if settings.redis_cluster
+              else Redis.from_url(settings.redis_url, decode_responses=True))
     yield client
     await _delete_prefixed(client, settings.redis_prefix)
     await client.aclose()
@@ -154,8 +186,14 @@ async def redis(settings: Settings) -> Redis:
 
 async def _delete_prefixed(client: Redis, prefix: str) -> None:
     batch = [key async for key in client.scan_iter(match=prefix + "*", count=500)]
-    if batch:
-        await client.delete(*batch)
+    by_slot: dict[int, list[str]] = {}
+    for key in batch:  # one DEL per slot: a cluster refuses keys of two slots in one command
+        by_slot.setdefault(key_slot(key.encode()), []).append(key)
+    if by_slot:
+        async with client.pipeline(transaction=False) as pipe:
+            for slot_keys in by_slot.values():
+                pipe.delete(*slot_keys)
+            await pipe.execute()
 
 
 @pytest.fixture(autouse=True)

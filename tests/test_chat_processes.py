@@ -78,6 +78,7 @@ async def redis_behind_a_proxy(settings, schema):
     await proxy.cut()
 
 
+@pytest.mark.standalone_redis
 async def test_without_redis_sends_still_commit_and_missed_events_end_in_a_resync(redis_behind_a_proxy, client,
                                                                                     make_person, app_url):
     cut_off, proxy = redis_behind_a_proxy

@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 
 from models import User
 from services import keys
+from services.redis_client import pubsub as pubsub_of
 from services.chat.events import EventPublisher, frame, parse_id
 
 log = logging.getLogger("swiper.sockets")
@@ -213,7 +214,7 @@ class SocketHub:
             backoff = min(backoff * 2, 2.0)
 
     async def _listen(self) -> None:
-        pubsub = self.redis.pubsub()
+        pubsub = await pubsub_of(self.redis)
         loop = asyncio.get_running_loop()
         try:
             await pubsub.subscribe(keys.events_channel())

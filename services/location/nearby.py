@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from models import db
+from models.replicas import reader
 from services.location.coverage import Part, part, ring_cells
 from services.safety import visibility
 
@@ -58,7 +58,7 @@ async def _ring_candidates(parts: list[Part], genders: tuple[str, ...], limit: i
         chunk = pieces[start:start + SUBQUERIES_PER_STATEMENT]
         sql = ("SELECT id, last_active_at FROM (" + " UNION ALL ".join(text for text, _ in chunk)
                + f") AS near ORDER BY last_active_at DESC LIMIT {int(limit)}")
-        rows += await db.aio_execute_sql(sql, [p for _, params in chunk for p in params], fetch_results=_fetchall)
+        rows += await reader().aio_execute_sql(sql, [p for _, params in chunk for p in params], fetch_results=_fetchall)
     rows.sort(key=lambda row: row[1], reverse=True)
     return [row[0] for row in rows[:limit]]
 
@@ -68,7 +68,7 @@ async def _occupied(cells: list[int]) -> set[int]:
     column, so far rings of a wide radius cost a statement per few rings, not a subquery per empty cell, and the
     statement reads one index entry per cell however many people a cell holds."""
     sql = " UNION ALL ".join([_OCCUPIED_PROBE] * len(cells))
-    return {row[0] for row in await db.aio_execute_sql(sql, cells, fetch_results=_fetchall)}
+    return {row[0] for row in await reader().aio_execute_sql(sql, cells, fetch_results=_fetchall)}
 
 
 async def walk(*, origin: int, min_km: int, max_km: int, me: int, genders: tuple[str, ...], oldest: dt.date,

@@ -35,6 +35,8 @@ from services.storage import StorageCleanup, schedule_deletions
 _DELETES: list[tuple[str, int]] = [
     ("DELETE FROM swipe WHERE user_id = %s", 1),
     ("DELETE FROM swipe WHERE target_id = %s", 1),
+    ("DELETE FROM swipe_pair WHERE low_id = %s", 1),
+    ("DELETE FROM swipe_pair WHERE high_id = %s", 1),
     ("DELETE FROM block WHERE user_id = %s", 1),
     ("DELETE FROM block WHERE target_id = %s", 1),
     ("DELETE FROM report_case WHERE reporter_id = %s", 1),

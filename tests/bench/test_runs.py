@@ -202,3 +202,12 @@ def test_the_distance_bench_measures_both_feeds_at_two_sizes_and_drops_nothing_i
     # every statement's rows touched were counted (the page: a primary-key read and a swipe probe per candidate)
     assert re.search(r"^statement \d+: .*\{'Handler_read_key': [1-9]\d*", out.stdout, re.M)
     assert_nothing_left(bench_env, out.stdout, range(0), dirs, trees)
+
+
+def test_the_replicas_bench_runs_at_its_smallest_and_holds_read_your_writes() -> None:
+    """bench.replicas: its own primary and replica, one server, a few users; the table and zero failed checks."""
+    out = run_bench("bench.replicas", ["--users", "4", "--rounds", "4", "--delay", "1"], dict(os.environ))
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    row = [cell.strip() for cell in out.stdout.strip().splitlines()[-1].strip("|").split("|")]
+    primary, replica, _share, checks, failed = row
+    assert int(replica) > 0 and int(checks) > 0 and failed == "0", out.stdout

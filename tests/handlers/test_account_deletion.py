@@ -26,6 +26,7 @@ USER_COLUMNS = {
     "message": ["sender_id"], "session_revocation": ["user_id"], "vip_order": ["user_id"],
     "block": ["user_id", "target_id"], "ban": ["user_id"], "ban_event": ["user_id"],
     "report_case": ["reporter_id", "reported_id"], "report_message": ["sender_id"], "photo": ["user_id"],
+    "swipe_pair": ["low_id", "high_id"],
 }
 NO_USER_COLUMNS = {"vip_level", "permission", "vip_permission", "vip_plan", "schema_migrations", "report_filing",
                    "storage_deletion"}

@@ -122,6 +122,7 @@ async def test_refused_requests_keep_the_connection_usable(limited, make_person)
     assert statuses.count(429) == 12 - LIMITS["rate_limit_user"]
 
 
+@pytest.mark.standalone_redis
 async def test_an_exhausted_redis_pool_sheds_load_instead_of_admitting_it(settings, schema, redis):
     """Every connection of the process's pool busy: the limiter answers 503 at once, not a fallback admit (that
     is for a Redis that is gone); a Redis that refuses connections does fall back to the per-process window."""

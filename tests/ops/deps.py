@@ -38,8 +38,9 @@ def _wait(check, timeout: float, what: str) -> None:
 
 
 class PrivateMariaDB:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, server_args: tuple[str, ...] = ("--skip-log-bin",)) -> None:
         self.root = root
+        self.server_args = server_args  # e.g. a server id and a binary log, for replication
         self.datadir = root / "mysql-data"
         self.socket = root / "mysql.sock"
         self.log = root / "mysql.log"
@@ -69,7 +70,7 @@ class PrivateMariaDB:
         cmd = [_which("mariadbd", "mysqld"), "--no-defaults", f"--datadir={self.datadir}", f"--socket={self.socket}",
                f"--port={self.port}", "--bind-address=127.0.0.1", f"--pid-file={self.root / 'mysql.pid'}",
                f"--log-error={self.log}", "--skip-name-resolve", "--innodb-buffer-pool-size=64M",
-               "--skip-log-bin", "--max-connections=300"]
+               "--max-connections=300", *self.server_args]
         if os.geteuid() == 0:
             cmd.append("--user=root")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

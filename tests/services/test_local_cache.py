@@ -132,6 +132,7 @@ async def test_a_reused_refresh_token_ends_the_session_here_too(schema, settings
         await authenticate(redis=redis, settings=settings, access_token=pair.access_token, local=caches)
 
 
+@pytest.mark.standalone_redis
 async def test_a_lost_subscription_turns_the_caches_off_until_it_is_back(schema, settings, redis, caches,
                                                                          caches_name):
     user_id, _ = await find_or_register(phone=new_phone())
@@ -154,6 +155,7 @@ async def test_a_lost_subscription_turns_the_caches_off_until_it_is_back(schema,
     assert caches.accounts.get(str(user_id)) is not MISSING
 
 
+@pytest.mark.standalone_redis
 async def test_a_silent_subscription_is_given_up(schema, settings, redis):
     """No answer to pings (a frozen connection): the caches go off, rather than trusting a silent channel."""
     host, port = urlsplit(settings.redis_url).hostname, urlsplit(settings.redis_url).port
