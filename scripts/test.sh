@@ -32,7 +32,8 @@ fi
 
 # Every service that uses Redis, through its tests: SMS codes, sessions and revocation, the model cache and the
 # local caches' pub/sub, quotas, swipes, feeds, rankings, rate limits, location budgets, chat events, sockets and
-# tickets (also across server processes), periodic jobs, payment reconciliation, and the slot checks themselves.
+# tickets (also across server processes), periodic jobs, payment reconciliation, blocks, bans across processes,
+# account deletion (which scans Redis for what is left), and the slot checks themselves.
 REDIS_CLUSTER_TESTS=(
     tests/services/test_redis_slots.py tests/handlers/test_sms_codes.py tests/handlers/test_sessions.py
     tests/handlers/test_swipes.py tests/handlers/test_chat.py tests/handlers/test_events.py
@@ -40,6 +41,7 @@ REDIS_CLUSTER_TESTS=(
     tests/handlers/test_vip.py tests/handlers/test_ratelimit.py tests/handlers/test_feed_distance.py
     tests/services/test_feed.py tests/services/test_jobs.py tests/services/test_local_cache.py
     tests/test_chat_processes.py tests/test_social_processes.py tests/payments/test_reconcile.py
+    tests/handlers/test_blocks.py tests/handlers/test_account_deletion.py tests/test_bans.py
 )
 
 cd "$ROOT"

@@ -159,6 +159,10 @@ def as_unavailable(exc: BaseException) -> UnavailableError | None:
         return UnavailableError(data={"dependency": "redis"})
     if isinstance(exc, (redis.exceptions.BusyLoadingError, redis.exceptions.ReadOnlyError)):
         return UnavailableError(data={"dependency": "redis"})
+    # a Redis Cluster failing over or missing a master: CLUSTERDOWN, MASTERDOWN, TRYAGAIN, a slot nobody serves
+    if isinstance(exc, (redis.exceptions.ClusterDownError, redis.exceptions.TryAgainError,
+                        redis.exceptions.SlotNotCoveredError)):
+        return UnavailableError(data={"dependency": "redis"})
     mysql_errors = (peewee.OperationalError, peewee.InterfaceError, aiomysql.OperationalError,
                     aiomysql.InterfaceError)
     if isinstance(exc, mysql_errors):

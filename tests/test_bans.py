@@ -4,6 +4,8 @@ from everyone and their matches end; after ``unban`` the old tokens stay dead an
 ``manage.py reports``."""
 from __future__ import annotations
 
+import pytest
+
 from models import BanEvent, User
 from services import keys, tokens
 from tests.conftest import unique_city
@@ -116,6 +118,7 @@ async def test_manage_reports_lists_cases(settings, client, make_person):
     assert code == 0 and f"{reported.phone[:3]}****{reported.phone[-4:]}" in out, out
 
 
+@pytest.mark.standalone_redis
 async def test_a_banned_user_stays_refused_while_redis_is_down(redis_behind_a_proxy, settings, client, make_person):
     """Without Redis a process reads the account from MySQL: the ban and the generation still hold."""
     cut_off, proxy = redis_behind_a_proxy
