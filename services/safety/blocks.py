@@ -58,11 +58,14 @@ async def block_user(*, redis: Redis, events: EventPublisher, me: int, target_id
 
 
 async def unblock_user(*, redis: Redis, me: int, target_id: int) -> None:
-    """My block goes (theirs, if any, stays); not blocked → 1005."""
+    """My block goes (theirs, if any, stays). Idempotent like the block: a user I have not blocked (or no longer)
+    answers the same, so a retried DELETE is no error; only an id that is nobody's is 1005."""
     deleted = await db.aio_execute_sql("DELETE FROM block WHERE user_id = %s AND target_id = %s",
                                        (me, target_id), fetch_results=_rowcount)
     if not deleted:
-        raise NotFoundError("You have not blocked this user.")
+        if not await User.select(User.id).where(User.id == target_id).aio_exists():
+            raise NotFoundError("No such user.")
+        return
     await forget_feeds(redis, me, target_id)
 
 
