@@ -26,7 +26,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from services import keys
-from services.redis_client import pubsub as pubsub_of
+from services.redis_client import run_subscription
 
 log = logging.getLogger("swiper.local_cache")
 MISSING: Any = object()
@@ -139,41 +139,17 @@ class LocalCaches:
             self.live.clear()
 
     async def _run(self, redis: Redis) -> None:
-        backoff = 0.1
-        while True:
-            try:
-                await self._subscribe_and_listen(redis)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # any doubt: no local reads until a new subscription is confirmed
-                if self.live.is_set():
-                    log.warning("local caches off: invalidation subscription lost (%s)", exc)
-                self._set_live(False)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
+        await run_subscription(redis, keys.invalidation_channel(), ping_interval=self.ping_interval,
+                               on_subscribed=self._subscribed, on_message=self.apply, on_lost=self._lost)
 
-    async def _subscribe_and_listen(self, redis: Redis) -> None:
-        pubsub = await pubsub_of(redis)
-        loop = asyncio.get_running_loop()
-        try:
-            await pubsub.subscribe(keys.invalidation_channel())
-            last_heard = loop.time()
-            while True:
-                message = await pubsub.get_message(timeout=self.ping_interval)
-                now = loop.time()
-                if message is None:
-                    if now - last_heard > 3 * self.ping_interval:
-                        raise TimeoutError("no answer to pings")
-                    await pubsub.ping()
-                    continue
-                last_heard = now
-                kind = message["type"]
-                if kind == "subscribe":  # also after a reconnect done inside redis-py: start afresh
-                    self._set_live(False)
-                    self._set_live(True)
-                    log.info("local caches on")
-                elif kind == "message":
-                    self.apply(message["data"])
-        finally:
-            self._set_live(False)
-            await pubsub.aclose()
+    def _subscribed(self) -> None:
+        """Also after a reconnect done inside redis-py: announcements may have been missed, so start afresh."""
+        self._set_live(False)
+        self._set_live(True)
+        log.info("local caches on")
+
+    def _lost(self, exc: Exception | None) -> None:
+        """Any doubt: no local reads until a new subscription is confirmed."""
+        if exc is not None and self.live.is_set():
+            log.warning("local caches off: invalidation subscription lost (%s)", exc)
+        self._set_live(False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import Pipeline
@@ -81,6 +82,53 @@ async def pubsub(redis: Redis):
     if isinstance(redis, RedisCluster):
         await redis.initialize()
     return redis.pubsub()
+
+
+async def run_subscription(redis: Redis, channel: str, *, ping_interval: float, on_subscribed: Callable[[], None],
+                           on_message: Callable[[str], None], on_lost: Callable[[Exception | None], None]) -> None:
+    """Listen to ``channel`` for as long as the task runs: the one subscription loop of the process's listeners
+    (the local caches' invalidations, the event sockets' fan-out).
+
+    ``on_subscribed`` runs at each (re)subscription, also one that redis-py makes inside after a reconnect, so
+    whatever was published meanwhile is lost to the caller; ``on_lost`` when the connection fails, goes silent for
+    three ping intervals (a Redis that is frozen, not refused) or the task is cancelled (``None``). Then it
+    subscribes again, backing off up to 2 s. Each subscription's connection is closed when it is given up."""
+    backoff = 0.1
+    while True:
+        try:
+            await _listen(redis, channel, ping_interval, on_subscribed, on_message)
+        except asyncio.CancelledError:
+            on_lost(None)
+            raise
+        except Exception as exc:
+            on_lost(exc)
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, 2.0)
+
+
+async def _listen(redis: Redis, channel: str, ping_interval: float, on_subscribed: Callable[[], None],
+                  on_message: Callable[[str], None]) -> None:
+    subscription = await pubsub(redis)
+    loop = asyncio.get_running_loop()
+    try:
+        await subscription.subscribe(channel)
+        last_heard = loop.time()
+        while True:
+            message = await subscription.get_message(timeout=ping_interval)
+            now = loop.time()
+            if message is None:
+                if now - last_heard > 3 * ping_interval:
+                    raise TimeoutError("no answer to pings")
+                await subscription.ping()
+                continue
+            last_heard = now
+            if message["type"] == "subscribe":
+                on_subscribed()
+            elif message["type"] == "message":
+                on_message(message["data"])
+    finally:
+        with contextlib.suppress(Exception):
+            await subscription.aclose()
 
 
 def pool_exhausted(exc: BaseException) -> bool:

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 
 from models import User
 from services import keys
-from services.redis_client import pubsub as pubsub_of
+from services.redis_client import run_subscription
 from services.chat.events import EventPublisher, frame, parse_id
 
 log = logging.getLogger("swiper.sockets")
@@ -200,45 +200,20 @@ class SocketHub:
         self.live.clear()
 
     async def _run(self) -> None:
-        backoff = 0.1
-        while True:
-            try:
-                await self._listen()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if self.live.is_set():
-                    log.warning("events subscription lost (%s); feeds catch up when it is back", exc)
-                self._set_live(False)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
+        await run_subscription(self.redis, keys.events_channel(), ping_interval=PING_INTERVAL,
+                               on_subscribed=self._subscribed, on_message=self.dispatch, on_lost=self._lost)
 
-    async def _listen(self) -> None:
-        pubsub = await pubsub_of(self.redis)
-        loop = asyncio.get_running_loop()
-        try:
-            await pubsub.subscribe(keys.events_channel())
-            last_heard = loop.time()
-            while True:
-                message = await pubsub.get_message(timeout=PING_INTERVAL)
-                now = loop.time()
-                if message is None:
-                    if now - last_heard > 3 * PING_INTERVAL:
-                        raise TimeoutError("no answer to pings")
-                    await pubsub.ping()
-                    continue
-                last_heard = now
-                kind = message["type"]
-                if kind == "message":
-                    self.dispatch(message["data"])
-                elif kind == "subscribe":  # also after a reconnect inside redis-py: what came meanwhile is lost
-                    self._set_live(True)
-                    self.publisher.settle_debts_soon()
-                    for feed in self.all_feeds():
-                        feed.catch_up_soon()
-        finally:
-            self._set_live(False)
-            await pubsub.aclose()
+    def _subscribed(self) -> None:
+        """Also after a reconnect inside redis-py: what came meanwhile is lost, so every feed catches up."""
+        self._set_live(True)
+        self.publisher.settle_debts_soon()
+        for feed in self.all_feeds():
+            feed.catch_up_soon()
+
+    def _lost(self, exc: Exception | None) -> None:
+        if exc is not None and self.live.is_set():
+            log.warning("events subscription lost (%s); feeds catch up when it is back", exc)
+        self._set_live(False)
 
     def _set_live(self, live: bool) -> None:
         if live:
