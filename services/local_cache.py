@@ -26,7 +26,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from services import keys
-from services.redis_client import run_subscription
+from services.redis_client import run_subscription, stop_subscription
 
 log = logging.getLogger("swiper.local_cache")
 MISSING: Any = object()
@@ -107,13 +107,8 @@ class LocalCaches:
             self._task = asyncio.get_running_loop().create_task(self._run(redis), name="local-cache-subscriber")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await stop_subscription(self._task)
+        self._task = None
         self._set_live(False)
 
     def clear(self) -> None:

@@ -106,6 +106,14 @@ async def run_subscription(redis: Redis, channel: str, *, ping_interval: float, 
         backoff = min(backoff * 2, 2.0)
 
 
+async def stop_subscription(task: asyncio.Task | None) -> None:
+    """Cancel a ``run_subscription`` task and wait until its connection is closed."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def _listen(redis: Redis, channel: str, ping_interval: float, on_subscribed: Callable[[], None],
                   on_message: Callable[[str], None]) -> None:
     subscription = await pubsub(redis)

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 
 from models import User
 from services import keys
-from services.redis_client import run_subscription
+from services.redis_client import run_subscription, stop_subscription
 from services.chat.events import EventPublisher, frame, parse_id
 
 log = logging.getLogger("swiper.sockets")
@@ -190,13 +190,8 @@ class SocketHub:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="events-subscriber")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await stop_subscription(self._task)
+        self._task = None
         self.live.clear()
 
     async def _run(self) -> None:
