@@ -99,6 +99,22 @@ async def run_reports(settings: Settings, args: argparse.Namespace) -> None:
     print(f"{len(cases)} {'open ' if args.open else ''}case{'' if len(cases) == 1 else 's'}")
 
 
+async def run_report(settings: Settings, args: argparse.Namespace) -> None:
+    """One case's evidence: its filings and the messages copied into it."""
+    if args.command == "close-report":
+        await reports.close_case(args.case)
+        print(f"case {args.case} closed")
+        return
+    filings = await reports.case_filings(args.case)
+    print(f"case {args.case}: {len(filings)} filing{'' if len(filings) == 1 else 's'}")
+    for reason, detail, filed_at in filings:
+        print(f"  {_when(filed_at, settings)}  {reason}: {detail or '(no detail)'}")
+    copies = await reports.case_messages(args.case)
+    print(f"messages copied: {len(copies)}")
+    for _message_id, seq, sender_id, text, sent_at in copies:
+        print(f"  #{seq} {_when(sent_at, settings)} from {sender_id}: {text}")
+
+
 async def run_ban(settings: Settings, args: argparse.Namespace) -> None:
     redis = build_redis(settings)
     try:
@@ -126,6 +142,8 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
             await run_create_robots(settings, args)
         elif args.command == "reports":
             await run_reports(settings, args)
+        elif args.command in ("report", "close-report"):
+            await run_report(settings, args)
         elif args.command in ("ban", "unban"):
             await run_ban(settings, args)
     finally:
@@ -195,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     listing = sub.add_parser("reports", help="report cases, newest first (one line per case)")
     listing.add_argument("--open", action="store_true", help="only the cases still open")
     listing.add_argument("--mask", action="store_true", help="show phones masked (138****8000)")
+    for name, what in (("report", "one case's filings (reason, detail) and the messages copied into it"),
+                       ("close-report", "close a case (a later report of the same user opens a new one)")):
+        one = sub.add_parser(name, help=what)
+        one.add_argument("case", metavar="CASE", type=_positive_int, help="the case id (the first column of reports)")
     ban = sub.add_parser("ban", help="ban a user: every session ends at once, logins answer 1013, hidden from all")
     ban.add_argument("user", metavar="USER", help="a user id or a phone")
     ban.add_argument("--reason", required=True, help="why (shown to the user as data.reason, and recorded)")

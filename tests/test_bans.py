@@ -132,3 +132,36 @@ async def test_a_banned_user_stays_refused_while_redis_is_down(redis_behind_a_pr
     assert error["data"] == {"reason": "fake profile"}
     assert (await lonely.get("/api/v1/profile", token=other.token)).status == 200  # everyone else goes on
     await proxy.restore()
+
+
+async def test_manage_report_shows_the_evidence_and_close_report_ends_the_case(settings, client, make_person):
+    from tests.handlers.test_chat import matched, send
+    reporter, reported = await matched(client, make_person)
+    said = (await send(client, reported, reporter, "send me money")).data
+    first = await client.post("/api/v1/reports", {"user_id": reported.id, "reason": "spam", "detail": "asks for money",
+                                                  "message_ids": [said["id"]]}, token=reporter.token)
+    await client.post("/api/v1/reports", {"user_id": reported.id, "reason": "fake"}, token=reporter.token)
+    case = str(first.data["id"])
+    code, out = await manage(settings, "report", case)
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[0] == f"case {case}: 2 filings"
+    assert lines[1].endswith("spam: asks for money") and lines[2].endswith("fake: (no detail)")
+    assert lines[3] == "messages copied: 1" and lines[4].startswith("  #1 ")
+    assert lines[4].endswith(f"from {reported.id}: send me money")
+
+    code, out = await manage(settings, "close-report", case)
+    assert code == 0 and out.strip() == f"case {case} closed", out
+    code, out = await manage(settings, "reports", "--open")
+    assert code == 0 and not any(line.split()[0] == case for line in out.splitlines()[1:-1]), out
+    again = await client.post("/api/v1/reports", {"user_id": reported.id, "reason": "harassment"},
+                              token=reporter.token)
+    assert again.status == 200 and again.data["id"] != first.data["id"]  # a new case once the old one is closed
+    code, out = await manage(settings, "close-report", case)  # twice: no error
+    assert code == 0, out
+
+    for command in ("report", "close-report"):
+        code, out = await manage(settings, command, str(2**40))
+        assert code == 1 and "No report case" in out, out
+        code, out = await manage(settings, command, "seven")
+        assert code == 2 and "not an integer" in out, out

@@ -103,6 +103,24 @@ async def list_cases(*, only_open: bool, limit: int = 1000) -> list[CaseLine]:
     return [CaseLine(*row) for row in rows]
 
 
+async def case_filings(case_id: int) -> list[tuple]:
+    """A case's filings (reason, detail, filed at), oldest first; NotFoundError if there is no such case."""
+    if not await db.aio_execute_sql("SELECT 1 FROM report_case WHERE id = %s", (case_id,), fetch_results=_fetchall):
+        raise NotFoundError(f"No report case {case_id}.")
+    return await db.aio_execute_sql(
+        "SELECT reason, detail, created_at FROM report_filing WHERE case_id = %s ORDER BY id", (case_id,),
+        fetch_results=_fetchall)
+
+
+async def close_case(case_id: int) -> None:
+    """The operators are done with it: a later report of the same user by the same reporter opens a new case.
+    Closing a closed case is no error (the command may be run twice)."""
+    if not await db.aio_execute_sql("SELECT 1 FROM report_case WHERE id = %s", (case_id,), fetch_results=_fetchall):
+        raise NotFoundError(f"No report case {case_id}.")
+    await db.aio_execute_sql("UPDATE report_case SET state = 'closed', updated_at = %s WHERE id = %s",
+                             (utcnow(), case_id))
+
+
 async def case_messages(case_id: int) -> list[tuple]:
     """The copied messages of a case: (message id, seq, sender id, text, sent at), in conversation order."""
     return await db.aio_execute_sql(
