@@ -33,8 +33,9 @@ class PhotosHandler(UploadHandler):
                summary="Add a photo at the end of my album (at most 9; the avatar's rules)")
     async def put(self) -> None:
         """Checked and stripped like the avatar; a 10th photo is 1002."""
-        items = await album.add_photo(settings=self.settings_obj, storage=self.storage, cleanup=self.storage_cleanup,
-                                      user_id=self.user_id, data=self.upload_part("photo"))
+        items = await album.add_photo(redis=self.redis, settings=self.settings_obj, storage=self.storage,
+                                      cleanup=self.storage_cleanup, user_id=self.user_id,
+                                      data=self.upload_part("photo"))
         self.ok({"items": items})
 
 
@@ -45,7 +46,7 @@ class PhotoHandler(UploadHandler):
                summary="Delete one of my photos")
     async def delete(self, photo_id: str) -> None:
         """What remains, in my order."""
-        items = await album.delete_photo(settings=self.settings_obj, cleanup=self.storage_cleanup,
+        items = await album.delete_photo(redis=self.redis, settings=self.settings_obj, cleanup=self.storage_cleanup,
                                          user_id=self.user_id, photo_id=int(photo_id))
         self.ok({"items": items})
 

@@ -274,6 +274,13 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             PRIMARY KEY (`low_id`, `high_id`)
         ) {TABLE_OPTIONS}""",
     ]),
+    ("0009_photo_count", [
+        # how many photos the user has, kept by the album's writes in their transactions: a profile or a list
+        # whose people have none (most lists' most people) reads no `photo` row at all
+        "ALTER TABLE `user` ADD COLUMN IF NOT EXISTS `photo_count` TINYINT UNSIGNED NOT NULL DEFAULT 0",
+        "UPDATE `user` AS u JOIN (SELECT user_id, COUNT(*) AS n FROM photo GROUP BY user_id) AS c "
+        "ON c.user_id = u.id SET u.photo_count = c.n",
+    ]),
 ]
 
 # (level, name, price, permissions) as API.md's VIP table defines them.

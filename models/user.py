@@ -28,6 +28,7 @@ class User(BaseModel):
     session_gen = peewee.IntegerField(default=0)  # tokens of another generation are dead (a ban bumps it)
     banned_at = DateTimeMicroField(null=True)
     ban_reason = peewee.CharField(max_length=500, null=True)
+    photo_count = peewee.SmallIntegerField(default=0)  # kept by services.album in its transactions
 
     class Meta:
         table_name = "user"

@@ -3,15 +3,20 @@ put them in an order. Lists are always in my order; a deleted photo's object is 
 
 Adding checks the count before the upload (a 10th photo costs no storage) and again inside the transaction
 that inserts it, with my user row locked, so concurrent uploads can never make a 10th: the loser's object is
-deleted like a deleted photo's.
+deleted like a deleted photo's. Each write keeps ``user.photo_count`` in its transaction (a profile or a list of
+people without photos then reads no photo row) and so goes through ``changing_account``: the cached account,
+which carries the count, is dropped in every process.
 """
 from __future__ import annotations
 
 import secrets
 
+from redis.asyncio import Redis
+
 from conf import Settings
 from models import Photo, User, db
 from models.base import utcnow
+from services.accounts import changing_account
 from services.errors import InvalidParamsError, NotFoundError
 from services.images import prepare_avatar
 from services.photos import MAX_PHOTOS, my_photos, photos_view
@@ -28,7 +33,7 @@ def _full() -> InvalidParamsError:
     return InvalidParamsError(FULL, data={"fields": {"photo": f"at most {MAX_PHOTOS} photos"}})
 
 
-async def add_photo(*, settings: Settings, storage: Storage, cleanup: StorageCleanup, user_id: int,
+async def add_photo(*, redis: Redis, settings: Settings, storage: Storage, cleanup: StorageCleanup, user_id: int,
                     data: bytes) -> list[dict]:
     """Add one photo at the end; returns the whole album."""
     if await Photo.select().where(Photo.user_id == user_id).aio_count() >= MAX_PHOTOS:
@@ -37,13 +42,14 @@ async def add_photo(*, settings: Settings, storage: Storage, cleanup: StorageCle
     key = new_photo_key(user_id, image.extension)
     await storage.save(key, image.data, image.content_type)
     try:
-        async with db.aio_atomic():
+        async with changing_account(redis=redis, user_id=user_id), db.aio_atomic():
             await User.select(User.id).where(User.id == user_id).for_update().aio_execute()
             photos = await my_photos(user_id)
             if len(photos) >= MAX_PHOTOS:
                 raise _full()
             position = max((p.position for p in photos), default=0) + 1
             await Photo.insert(user_id=user_id, key=key, position=position, created_at=utcnow()).aio_execute()
+            await User.update(photo_count=len(photos) + 1).where(User.id == user_id).aio_execute()
     except BaseException:
         async with db.aio_atomic():
             await schedule_deletions([key])
@@ -52,13 +58,16 @@ async def add_photo(*, settings: Settings, storage: Storage, cleanup: StorageCle
     return photos_view(settings, await my_photos(user_id))
 
 
-async def delete_photo(*, settings: Settings, cleanup: StorageCleanup, user_id: int, photo_id: int) -> list[dict]:
+async def delete_photo(*, redis: Redis, settings: Settings, cleanup: StorageCleanup, user_id: int,
+                       photo_id: int) -> list[dict]:
     """Delete one of mine (not mine → 1005); returns what remains."""
-    async with db.aio_atomic():
+    async with changing_account(redis=redis, user_id=user_id), db.aio_atomic():
         photo = await Photo.select().where((Photo.id == photo_id) & (Photo.user_id == user_id)).for_update().aio_first()
         if photo is None:
             raise NotFoundError("You have no such photo.")
         await Photo.delete().where(Photo.id == photo.id).aio_execute()
+        remaining = await Photo.select().where(Photo.user_id == user_id).aio_count()
+        await User.update(photo_count=remaining).where(User.id == user_id).aio_execute()
         await schedule_deletions([photo.key])
     cleanup.soon([photo.key])
     return photos_view(settings, await my_photos(user_id))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from conf import Settings
-from models import db
+from models import User, db
 from models.safety import Photo
 
 MAX_PHOTOS = 9
@@ -30,9 +30,10 @@ async def _fetchall(_db: Any, cursor: Any) -> list[tuple]:
     return await cursor.fetchall()
 
 
-async def visible_albums(settings: Settings, viewer: int, owners: list[int]) -> dict[int, list[str]]:
-    """Owner id → the photo URLs ``viewer`` may see, in the owner's order (owners without any are left out)."""
-    owners = sorted(set(owners))
+async def visible_albums(settings: Settings, viewer: int, owners: list[User]) -> dict[int, list[str]]:
+    """Owner id → the photo URLs ``viewer`` may see, in the owner's order (owners without any are left out).
+    Only owners whose ``photo_count`` says they have photos are asked about: none, no statement."""
+    owners = sorted({owner.id for owner in owners if owner.photo_count})
     if not owners:
         return {}
     sql = _VISIBLE.format(owners=",".join(["%s"] * len(owners)))
@@ -46,6 +47,11 @@ async def visible_albums(settings: Settings, viewer: int, owners: list[int]) -> 
 async def my_photos(user_id: int) -> list[Photo]:
     return list(await Photo.select().where(Photo.user_id == user_id)
                 .order_by(Photo.position, Photo.id).aio_execute())
+
+
+async def photos_of(user: User) -> list[Photo]:
+    """``my_photos``, without a statement for a user whose ``photo_count`` is 0 (the cached account carries it)."""
+    return await my_photos(user.id) if user.photo_count else []
 
 
 def photos_view(settings: Settings, photos: list[Photo]) -> list[dict[str, Any]]:

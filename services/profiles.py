@@ -16,7 +16,7 @@ from services.accounts import Account, changing_account, load_account
 from services.errors import ConflictError, InvalidParamsError
 from services.location.cells import distance_km
 from services.phones import mask_phone
-from services.photos import my_photos, photo_url, photos_view, visible_albums
+from services.photos import photo_url, photos_of, photos_view, visible_albums
 
 GENDERS = ("male", "female")
 PREFERENCE_FIELDS = ("dating_gender", "location", "min_distance", "max_distance", "min_dating_age",
@@ -55,7 +55,7 @@ def public_view(user: User, settings: Settings, origin: int | None = None, *, ph
 
 async def public_views(settings: Settings, viewer: int, users: list[User], origin: int | None) -> list[dict]:
     """Public views of many users as ``viewer`` sees them (their albums in one statement)."""
-    albums = await visible_albums(settings, viewer, [user.id for user in users])
+    albums = await visible_albums(settings, viewer, users)
     return [public_view(user, settings, origin, photos=albums.get(user.id, [])) for user in users]
 
 
@@ -65,7 +65,7 @@ async def owner_view(account: Account, settings: Settings) -> dict:
     view.update({
         "phone": mask_phone(user.phone), "birthday": user.birthday, "vip": await vip.membership_view(user),
         "preferences": {name: getattr(prefs, name) for name in PREFERENCE_FIELDS},
-        "photos": photos_view(settings, await my_photos(user.id)),
+        "photos": photos_view(settings, await photos_of(user)),
     })
     return view
 

@@ -44,10 +44,11 @@ from services.safety import visibility
 CANDIDATES = 100
 CANDIDATES_TTL = 30
 CHUNK = 20  # candidates checked per statement: rows cost more to decode than a round trip
-PAGE_COLUMNS = ("id", "nickname", "gender", "birthday", "avatar_key", "location", "geo_cell")
+PAGE_COLUMNS = ("id", "nickname", "gender", "birthday", "avatar_key", "location", "geo_cell", "photo_count")
+_GEO_CELL = PAGE_COLUMNS.index("geo_cell")
 # The page: candidates by primary key, the filter applied again, my swipes left out by a probe of swipe_pair.
 _PAGE_SQL = """
-SELECT u.id, u.nickname, u.gender, u.birthday, u.avatar_key, u.location, u.geo_cell FROM user AS u
+SELECT u.id, u.nickname, u.gender, u.birthday, u.avatar_key, u.location, u.geo_cell, u.photo_count FROM user AS u
 LEFT JOIN swipe AS s ON s.user_id = %s AND s.target_id = u.id
 WHERE u.id IN ({ids}) AND s.user_id IS NULL AND u.id != %s AND {place} AND u.gender IN ({genders})
   AND u.birthday BETWEEN %s AND %s AND {visible}
@@ -124,7 +125,7 @@ async def _eligible_rows(feed: FeedFilter, ids: list[int]) -> dict[int, tuple]:
     params = (feed.me, *ids, feed.me, *city, *feed.genders, feed.oldest_birthday, feed.youngest_birthday,
               *visibility.params(feed.me))
     rows = await reader().aio_execute_sql(sql, params, fetch_results=_fetchall)
-    return {row[0]: row for row in rows if feed.in_range(row[-1])}
+    return {row[0]: row for row in rows if feed.in_range(row[_GEO_CELL])}
 
 
 async def _walk(feed: FeedFilter, exclude: list[int]) -> tuple[list[int], bool]:

@@ -227,7 +227,7 @@ async def _announce_match(*, events: EventPublisher, settings: Settings, me: Use
     """Both get a ``match`` event with the other's public view (after the commit; best effort like every event)."""
     target = (await load_users([target_id])).get(target_id)
     if target is not None:  # each sees the other's distance from their own search origin, and (matched) album
-        albums = await visible_albums(settings, me.id, [target_id, me.id])
+        albums = await visible_albums(settings, me.id, [target, me])
         await events.publish_many([
             (me.id, {"type": "match", "user": public_view(target, settings, await search_origin(me),
                                                            photos=albums.get(target_id, []))}),
