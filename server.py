@@ -169,6 +169,12 @@ async def serve(settings: Settings, port: int) -> None:
         log.warning("shutdown: clients not closed within %.0f s (a request still holds one); exiting anyway",
                     SHUTDOWN_TIMEOUT)
     log.info("stopped")
+    # From here the process only exits: a second stop signal (supervisor's, a test's) must not kill it by default
+    # action while the interpreter tears down (it would exit -15 instead of 0). asyncio leaves alone handlers it
+    # no longer owns.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def settle_memory() -> None:

@@ -84,8 +84,9 @@ def init_db(settings: Settings, *, query_timeout: float | None = None) -> Swiper
     return db
 
 
-# InnoDB's answers to two transactions locking each other: retrying the whole transaction is the cure.
-_RETRYABLE = {1213, 1205}
+# InnoDB's answers to two transactions locking each other: retrying the whole transaction is the cure. 9007 is
+# TiDB's write conflict (its optimistic mode), the same situation found at commit.
+_RETRYABLE = {1213, 1205, 9007}
 
 
 def is_retryable(exc: BaseException) -> bool:

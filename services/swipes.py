@@ -1,6 +1,6 @@
 """Swipes and rewinds: exactly one match per mutual like, whatever the timing, and undo that leaves no trace.
 
-A like is one transaction: upsert the pair's row (``swipe_pair``, one per unordered pair) and read it back locked,
+A like is one transaction: upsert the pair's row (``swipe_pair``, one per unordered pair, which locks it),
 insert the swipe (its unique key makes a repeat a no-op), take today's like quota, read the other side's swipe
 (a locking read, so the newest committed version), and insert the match with its own unique pair key. Two people
 liking each other at the same instant queue on the pair row before either inserts a swipe, so the second sees
@@ -84,18 +84,16 @@ async def _insert_swipe(user_id: int, target_id: int, code: int, counted: bool) 
     return inserted == 1
 
 
-# The pair's row, created by the first like of either side and locked by every like until its commit: the two
-# sides of a mutual like serialise here, first, so neither has inserted its swipe while the other looks for it.
-# The read-back keeps the row locked on engines whose upsert alone might not (TiDB's optimistic mode).
+# The pair's row, created by the first like of either side and written by every like: the two sides of a mutual
+# like serialise here, first, so neither has inserted its swipe while the other looks for it. An upsert locks its
+# row until the commit on InnoDB and in TiDB's pessimistic mode (the default); in its optimistic mode the two
+# writes of one row conflict at commit (retried). Reading the row back would add a statement and no lock.
 _LOCK_PAIR = ("INSERT INTO swipe_pair (low_id, high_id, likes) VALUES (%s, %s, 1) "
               "ON DUPLICATE KEY UPDATE likes = likes + 1")
-_PAIR_LOCKED = "SELECT likes FROM swipe_pair WHERE low_id = %s AND high_id = %s FOR UPDATE"
 
 
 async def _lock_pair(a: int, b: int) -> None:
-    low, high = pair(a, b)
-    await db.aio_execute_sql(_LOCK_PAIR, (low, high))
-    await db.aio_execute_sql(_PAIR_LOCKED, (low, high), fetch_results=_first_value)
+    await db.aio_execute_sql(_LOCK_PAIR, pair(a, b))
 
 
 # Their swipe on me, as last committed (a locking read reads the newest version, not the transaction's snapshot).
