@@ -18,7 +18,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from conf import Settings, load_settings_or_exit  # noqa: E402
 from models import db, init_db  # noqa: E402
 from models.migrations import migrate  # noqa: E402
-from services import keys  # noqa: E402
+from redis.exceptions import RedisError  # noqa: E402
+
+from services import keys, tokens  # noqa: E402
 from services.errors import AppError, InvalidParamsError  # noqa: E402
 from services.redis_client import build_redis  # noqa: E402
 from services.robots import (DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, Spread, create_robots,  # noqa: E402
@@ -43,6 +45,16 @@ def parse_until(raw: str, settings: Settings) -> dt.datetime:
 async def run_migrate(settings: Settings) -> None:
     applied = await migrate()
     print(f"migrations applied: {', '.join(applied) if applied else 'none (schema up to date)'}")
+    # Best effort: without Redis, authentication checks revocations in MySQL anyway, so a deploy goes on.
+    redis = build_redis(settings)
+    try:
+        restored = await tokens.restore_revocations(redis)
+        print(f"session revocations in force written to Redis: {restored}")
+    except (RedisError, OSError) as exc:
+        print(f"manage.py: warning: Redis unreachable, revocations not rewritten ({exc}); run migrate again "
+              "once it is back", file=sys.stderr)
+    finally:
+        await redis.aclose()
 
 
 async def run_grant_vip(settings: Settings, args: argparse.Namespace) -> None:

@@ -191,6 +191,25 @@ async def revoked_in_mysql(family: str) -> bool:
                   .aio_exists())
 
 
+async def restore_revocations(redis: Redis, batch: int = 1000) -> int:
+    """Write every revocation still in force from MySQL to Redis (``manage.py migrate`` runs it on each deploy).
+
+    Redis is where authentication looks first; MySQL holds every revocation too. A Redis that lost its data, or a
+    release that renamed the keys (the Redis Cluster hash tags did), would otherwise accept a signed-out device's
+    access token again until it expires. Idempotent; one single-key SET per family (any slot)."""
+    restored, now = 0, utcnow()
+    rows = list(await SessionRevocation.select().where(SessionRevocation.expires_at > now).aio_execute())
+    for start in range(0, len(rows), batch):
+        async with redis.pipeline(transaction=False) as pipe:
+            for row in rows[start:start + batch]:
+                left_ms = int((row.expires_at - now).total_seconds() * 1000)
+                if left_ms > 0:
+                    pipe.set(keys.auth_revoked(row.family), "1", px=left_ms)
+                    restored += 1
+            await pipe.execute()
+    return restored
+
+
 async def forget_expired_revocations(batch: int = 1000) -> int:
     """The periodic clean-up: rows whose tokens can no longer be presented."""
     return await db.aio_execute_sql("DELETE FROM session_revocation WHERE expires_at < %s LIMIT %s",

@@ -5,6 +5,7 @@ import asyncio
 import datetime as dt
 import sys
 
+from services import tokens
 from tests.conftest import server_env
 from tests.support.processes import ROOT
 
@@ -51,3 +52,18 @@ async def test_grant_vip_errors(settings, schema):
     assert code == 1 and "level" in out
     code, out = await manage(settings, "grant-vip", "not-a-phone", "1", "--days", "1")
     assert code == 1
+
+
+async def test_migrate_writes_the_revocations_in_force_back_to_redis(settings, schema, client, user, redis):
+    """A Redis that lost its data (or a release that renamed its keys) must not make a signed-out device's access
+    token good again: migrate, which every deploy runs, rewrites what MySQL holds."""
+    from services import keys
+    signed_out = await client.delete("/api/v1/sessions/current", token=user.access_token)
+    assert signed_out.status == 200, signed_out.body
+    family = tokens.decode_access(settings, user.access_token).family
+    await redis.delete(keys.auth_revoked(family))  # Redis forgot it
+    await manage(settings, "migrate")
+    assert await redis.exists(keys.auth_revoked(family)) == 1
+    assert 0 < await redis.pttl(keys.auth_revoked(family)) <= settings.access_token_ttl * 1000 + 2000
+    code, out = await manage(settings, "migrate")
+    assert code == 0 and "session revocations in force written to Redis: " in out, out
