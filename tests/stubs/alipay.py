@@ -13,18 +13,17 @@ import base64
 import datetime as dt
 import json
 import secrets
-import socket
 import zoneinfo
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote_plus
 
-import tornado.httpserver
-import tornado.netutil
 import tornado.web
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+from tests.stubs.server import StubServer
 
 BEIJING = zoneinfo.ZoneInfo("Asia/Shanghai")
 MAX_SKEW = dt.timedelta(minutes=15)
@@ -69,8 +68,9 @@ class Trade:
     trade_no: str = ""
 
 
-class AlipayStub:
+class AlipayStub(StubServer):
     def __init__(self, *, app_id: str, seller_id: str, app_public_key_pem: str) -> None:
+        super().__init__()
         self.app_id, self.seller_id = app_id, seller_id
         self.app_public_key = serialization.load_pem_public_key(app_public_key_pem.encode())
         self.key = new_key()
@@ -80,25 +80,14 @@ class AlipayStub:
         self.received: list[dict[str, Any]] = []   # verified gateway calls: {"method", "biz"}
         self.rejected: list[str] = []
         self.answer_mode = "ok"   # "unsigned" | "forged": how query/close answers are (mis)signed
-        self.port = 0
-        self._server: tornado.httpserver.HTTPServer | None = None
 
     @property
     def gateway(self) -> str:
         return f"http://127.0.0.1:{self.port}/gateway.do"
 
     async def start(self) -> None:
-        app = tornado.web.Application([(r"/gateway.do", _Gateway, {"stub": self})], log_function=lambda _: None)
-        sockets = tornado.netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
-        self._server = tornado.httpserver.HTTPServer(app)
-        self._server.add_sockets(sockets)
-        self.port = sockets[0].getsockname()[1]
+        await self.listen([(r"/gateway.do", _Gateway, {"stub": self})])
 
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            await self._server.close_all_connections()
-            self._server = None
 
     # -- what the Alipay app does with the order string ---------------------------------------------------
     def open_order_string(self, order_string: str) -> dict[str, Any]:

@@ -23,7 +23,6 @@ import json
 import os
 import re
 import signal
-import socket
 import ssl
 import sys
 import tempfile
@@ -33,10 +32,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
-import tornado.httpserver
 import tornado.httputil
 import tornado.netutil
 import tornado.web
+
+from tests.stubs.server import StubServer
 
 ALGORITHM = "ACS3-HMAC-SHA256"
 MAX_CLOCK_SKEW = timedelta(minutes=15)
@@ -58,11 +58,12 @@ def _encode(value: str) -> str:
     return quote(value, safe="~")
 
 
-class AliyunSmsStub:
+class AliyunSmsStub(StubServer):
     """Speaks SendSms (2017-05-25); ``mode`` picks the outcome of requests that pass verification."""
 
     def __init__(self, access_key_id: str, access_key_secret: str, *,
                  ssl_context: ssl.SSLContext | None = None, codes_dir: str | None = None) -> None:
+        super().__init__()
         """``codes_dir``: write each delivered code to ``codes_dir/<phone>`` instead of keeping ``received``
         and ``rejected`` lists (rejections then go to stderr); the command-line mode uses it."""
         self.access_key_id = access_key_id
@@ -77,30 +78,16 @@ class AliyunSmsStub:
         self.rejected_count = 0
         self.codes_dir = codes_dir
         self.last_raw: dict[str, Any] | None = None   # method, uri, headers, body of the last request
-        self.port = 0
         self.endpoint = ""
         self._nonces: dict[str, float] = {}   # nonce -> monotonic time first seen, oldest first
-        self._server: tornado.httpserver.HTTPServer | None = None
-        self._stopping = asyncio.Event()
 
     async def start(self, port: int = 0) -> None:
         if self.ssl_context is not None:
             # Tornado builds this default client context lazily on the first accepted TLS connection (~30 ms
             # of blocking); build it now so a loop-stall test does not blame the client for the stub's work.
             tornado.netutil._client_ssl_defaults()
-        app = tornado.web.Application([(r".*", _Handler, {"stub": self})], log_function=lambda _: None)
-        sockets = tornado.netutil.bind_sockets(port, "127.0.0.1", family=socket.AF_INET)
-        self._server = tornado.httpserver.HTTPServer(app, ssl_options=self.ssl_context)
-        self._server.add_sockets(sockets)
-        self.port = sockets[0].getsockname()[1]
+        await self.listen([(r".*", _Handler, {"stub": self})], port=port, ssl_options=self.ssl_context)
         self.endpoint = f"127.0.0.1:{self.port}"
-
-    async def stop(self) -> None:
-        self._stopping.set()   # wakes "slow" handlers so no task outlives the loop
-        if self._server is not None:
-            self._server.stop()
-            await self._server.close_all_connections()
-            self._server = None
 
     def codes_for(self, phone: str) -> list[str]:
         return [r["code"] for r in self.received if r["phone"] == phone]

@@ -14,15 +14,14 @@ import base64
 import hashlib
 import hmac
 import json
-import socket
 import time
 import zlib
 from typing import Any
 
-import tornado.httpserver
 import tornado.httputil
-import tornado.netutil
 import tornado.web
+
+from tests.stubs.server import StubServer
 
 BLOCK = 4 * 1024 * 1024
 
@@ -43,10 +42,11 @@ def qiniu_etag(data: bytes) -> str:
     return base64.urlsafe_b64encode(digest).decode()
 
 
-class QiniuUploadStub:
+class QiniuUploadStub(StubServer):
     """``mode`` picks what happens to uploads that pass verification: ok, http_500, slow, bad_json."""
 
     def __init__(self, access_key: str, secret_key: str, bucket: str) -> None:
+        super().__init__()
         self.access_key, self.secret_key, self.bucket = access_key, secret_key, bucket
         self.mode = "ok"
         self.slow_delay = 5.0
@@ -56,22 +56,10 @@ class QiniuUploadStub:
         self.rejected: list[dict[str, Any]] = []    # status and reason
         self.request_count = 0
         self.up_host = ""
-        self._server: tornado.httpserver.HTTPServer | None = None
-        self._stopping = asyncio.Event()
 
     async def start(self) -> None:
-        app = tornado.web.Application([(r".*", _Handler, {"stub": self})], log_function=lambda _: None)
-        sockets = tornado.netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
-        self._server = tornado.httpserver.HTTPServer(app, max_body_size=64 * 1024 * 1024)
-        self._server.add_sockets(sockets)
-        self.up_host = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
-
-    async def stop(self) -> None:
-        self._stopping.set()   # wakes "slow" handlers so no task outlives the loop
-        if self._server is not None:
-            self._server.stop()
-            await self._server.close_all_connections()
-            self._server = None
+        port = await self.listen([(r".*", _Handler, {"stub": self})], max_body_size=64 * 1024 * 1024)
+        self.up_host = f"http://127.0.0.1:{port}"
 
     def reset(self) -> None:
         self.mode, self.uploads, self.rejected, self.objects, self.request_count = "ok", [], [], {}, 0

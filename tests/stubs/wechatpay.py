@@ -15,20 +15,18 @@ import datetime as dt
 import json
 import re
 import secrets
-import socket
 import time
 import zoneinfo
 from dataclasses import dataclass, field
 from typing import Any
 
-import tornado.httpserver
-import tornado.netutil
 import tornado.web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from tests.stubs.alipay import new_key, public_pem, rsa2_sign, rsa2_verify
+from tests.stubs.server import StubServer
 
 BEIJING = zoneinfo.ZoneInfo("Asia/Shanghai")
 _AUTH = re.compile(r'^WECHATPAY2-SHA256-RSA2048 (.+)$')
@@ -46,9 +44,10 @@ class Trade:
     request: dict[str, Any] = field(default_factory=dict)
 
 
-class WechatPayStub:
+class WechatPayStub(StubServer):
     def __init__(self, *, app_id: str, mch_id: str, merchant_serial: str, merchant_public_key_pem: str,
                  apiv3_key: str) -> None:
+        super().__init__()
         self.app_id, self.mch_id, self.merchant_serial, self.apiv3_key = app_id, mch_id, merchant_serial, apiv3_key
         self.merchant_key = serialization.load_pem_public_key(merchant_public_key_pem.encode())
         self.key = new_key()
@@ -60,25 +59,13 @@ class WechatPayStub:
         self.rejected: list[str] = []
         self.answer_mode = "ok"   # "unsigned" | "forged" | "stale"
         self._nonces: set[str] = set()
-        self.port = 0
-        self._server: tornado.httpserver.HTTPServer | None = None
 
     @property
     def gateway(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        app = tornado.web.Application([(r"/v3/.*", _Api, {"stub": self})], log_function=lambda _: None)
-        sockets = tornado.netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
-        self._server = tornado.httpserver.HTTPServer(app)
-        self._server.add_sockets(sockets)
-        self.port = sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            await self._server.close_all_connections()
-            self._server = None
+        await self.listen([(r"/v3/.*", _Api, {"stub": self})])
 
     # -- what the WeChat app does with the pay params -----------------------------------------------------
     def check_app_pay(self, params: dict[str, str]) -> Trade:
