@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+from collections.abc import AsyncIterator
 
 import aiomysql
 import peewee
 
 from peewee_async import MySQLDatabase
+from peewee_async.connection import connection_context
 from peewee_async.pool import AioMysqlPoolBackend
+from peewee_async.transactions import Transaction
 
 from conf import Settings
 
@@ -24,11 +28,19 @@ class FairMysqlPool(AioMysqlPoolBackend):
     def __init__(self, *, database: str, **kwargs) -> None:
         super().__init__(database=database, **kwargs)
         self._turns = asyncio.Semaphore(int(self.connect_params.get("maxsize", 10)))
+        # aiomysql bounds the TCP connect by connect_timeout but not the handshake after it: a MySQL that accepts
+        # and then says nothing (frozen) would hold a new connection, and its request, for as long as it lasts
+        self.handout_timeout = 2 * float(self.connect_params.get("connect_timeout") or 2.0)
 
     async def acquire(self):
-        await self._turns.acquire()
+        await self._turns.acquire()  # the queue for a free connection: as long as it takes
         try:
-            return await super().acquire()
+            async with asyncio.timeout(self.handout_timeout):  # then a free or a new connection, in bounded time
+                return await super().acquire()
+        except TimeoutError:
+            self._turns.release()
+            raise aiomysql.OperationalError(
+                2003, f"Can't connect to MySQL server (no handshake in {self.handout_timeout:g} s)") from None
         except BaseException:
             self._turns.release()
             raise
@@ -40,8 +52,33 @@ class FairMysqlPool(AioMysqlPoolBackend):
             self._turns.release()
 
 
+def _lost(timeout: float) -> aiomysql.OperationalError:
+    return aiomysql.OperationalError(2013, f"Lost connection to MySQL server during query (no answer in {timeout} s)")
+
+
+class DeadlineTransaction(Transaction):
+    """BEGIN, COMMIT and ROLLBACK (and their savepoints) under the statements' deadline: a frozen MySQL held a
+    swipe's BEGIN for as long as it was frozen, and the swipe then committed after the thaw although its client
+    had long been answered 503. A ROLLBACK on a connection the deadline closed is skipped: closing it ended the
+    transaction on the server."""
+
+    def __init__(self, connection, *, is_savepoint: bool, timeout: float) -> None:
+        super().__init__(connection, is_savepoint=is_savepoint)
+        self.timeout = timeout
+
+    async def execute(self, sql: str) -> None:
+        if sql.startswith("ROLLBACK") and getattr(self.connection, "closed", False):
+            return
+        try:
+            async with asyncio.timeout(self.timeout):
+                await super().execute(sql)
+        except TimeoutError:
+            self.connection.close()
+            raise _lost(self.timeout) from None
+
+
 class SwiperDatabase(MySQLDatabase):
-    """peewee-async's MySQL database with a deadline on every statement.
+    """peewee-async's MySQL database with a deadline on every statement, transaction control included.
 
     aiomysql can time out a connect but not a query: a MySQL that stops answering (frozen, or a network that
     black-holes packets) would hang every request using it. Here a statement that outlives ``query_timeout`` has
@@ -63,9 +100,25 @@ class SwiperDatabase(MySQLDatabase):
                                 return await fetch_results(self, cursor)
                 except TimeoutError:
                     connection.close()
-                    raise aiomysql.OperationalError(
-                        2013, f"Lost connection to MySQL server during query (no answer in {self.query_timeout} s)"
-                    ) from None
+                    raise _lost(self.query_timeout) from None
+
+    @contextlib.asynccontextmanager
+    async def _aio_atomic(self, use_savepoint: bool = False) -> AsyncIterator[None]:
+        """peewee-async 2.1's own, with ``DeadlineTransaction`` in place of its ``Transaction``."""
+        async with self.aio_connection() as connection:
+            context = connection_context.get()
+            assert context is not None
+            is_root = not context.transaction_is_opened
+            if not is_root and not use_savepoint:
+                raise peewee.OperationalError("Transaction already opened")
+            try:
+                async with DeadlineTransaction(connection, is_savepoint=not is_root, timeout=self.query_timeout):
+                    if is_root:
+                        context.transaction_is_opened = True
+                    yield
+            finally:
+                if is_root:
+                    context.transaction_is_opened = False
 
 
 db = SwiperDatabase(None)

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from conf import parse_mysql_url
+from models import Swipe
 from tests.conftest import new_phone, server_env
 from tests.support.client import Client, KeepAliveConnection, assert_error
 from tests.support.locks import connect, lock_holder, wait_until_running
@@ -250,14 +251,26 @@ async def test_frozen_mysql_answers_503_within_the_query_deadline(proxied_server
     server, mysql_proxy, _redis = proxied_server
     client = Client(server.base_url)
     me = await login_via(client, sms_stub)
+    them = await login_via(client, sms_stub)
     mysql_proxy.freeze()
     try:
+        # a transaction on the connection the logins left idle: its BEGIN is under the statements' deadline (it
+        # used to wait for as long as MySQL was frozen, and the swipe then committed after the thaw although its
+        # client had been answered 503)
+        started = time.monotonic()
+        resp = await client.post("/api/v1/swipes", {"user_id": them["user"]["id"], "action": "like"},
+                                 token=me["access_token"], timeout=10)
+        assert_error(resp, 503, "unavailable")
+        assert time.monotonic() - started < 3
+        # and a request that needs a new connection: its handshake is bounded too (2 × the connect timeout)
         started = time.monotonic()
         resp = await client.get(f"/api/v1/users/{me['user']['id'] + 10**6}", token=me["access_token"], timeout=10)
         assert_error(resp, 503, "unavailable")
         assert time.monotonic() - started < 3
     finally:
         mysql_proxy.thaw()
+    await asyncio.sleep(1)  # whatever the frozen connection still carried has reached MySQL, or never will
+    assert await Swipe.select().where(Swipe.user_id == me["user"]["id"]).aio_count() == 0
     # the timed-out connection was thrown away, not reused half-read: MySQL answers normally again
     assert (await eventually_ok(lambda: client.patch("/api/v1/profile", {"location": "西安"},
                                                      token=me["access_token"]))).data["location"] == "西安"
