@@ -56,7 +56,8 @@ class PhotoOrderHandler(BaseHandler):
                summary="Put my photos in this order (exactly my photo ids)")
     async def put(self, body: PhotoOrder) -> None:
         """The album in the new order."""
-        self.ok({"items": await album.order_photos(settings=self.settings_obj, user_id=self.user_id, ids=body.ids)})
+        self.ok({"items": await album.order_photos(redis=self.redis, settings=self.settings_obj, user_id=self.user_id,
+                                                   ids=body.ids)})
 
 
 routes = [

@@ -12,11 +12,12 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from conf import Settings
-from models import Preferences, User, db
+from models import Photo, Preferences, User, db
 from models.base import utcnow
 from models.replicas import allow_replica_reads, reader, replicas
-from services import keys, model_cache, tokens
+from services import jsoncodec, keys, model_cache, tokens
 from services.local_cache import MISSING, LocalCaches
+from services.photos import my_photos
 from services.redis_client import unreachable
 from services.errors import AccountBannedError, NotAuthenticatedError, NotFoundError
 from services.tokens import AccessClaims
@@ -28,17 +29,25 @@ ACTIVE_MARK_SECONDS = 300
 
 @dataclass
 class Account:
+    """The signed-in user's rows, cached together: the album too, so the owner's profile reads nothing
+    (``None``: an entry cached without it; the album's writes drop the entry like any account write)."""
     user: User
     prefs: Preferences
+    photos: list[Photo] | None = None
 
 
 def _encode(account: Account) -> bytes:
-    return model_cache.rows_to_json(account.user, account.prefs)
+    data = model_cache.rows_to_data(account.user, account.prefs)
+    if account.photos is not None:
+        data["photos"] = [[photo.id, photo.key] for photo in account.photos]
+    return jsoncodec.dumps(data)
 
 
 def _decode(raw: str) -> Account:
-    user, prefs = model_cache.rows_from_json(raw, User, Preferences)
-    return Account(user=user, prefs=prefs)  # type: ignore[arg-type]
+    data = jsoncodec.loads(raw)
+    user, prefs = model_cache.rows_from_data(data, User, Preferences)
+    photos = [Photo(id=pid, key=key) for pid, key in data["photos"]] if "photos" in data else None
+    return Account(user=user, prefs=prefs, photos=photos)  # type: ignore[arg-type]
 
 
 async def _fetch(user_id: int) -> Account:
@@ -46,7 +55,8 @@ async def _fetch(user_id: int) -> Account:
     if user is None:
         raise NotFoundError("No such user.")
     prefs = await Preferences.aio_get_or_none(Preferences.user == user_id)
-    return Account(user=user, prefs=prefs or Preferences(user=user_id))
+    photos = await my_photos(user_id) if user.photo_count else []
+    return Account(user=user, prefs=prefs or Preferences(user=user_id), photos=photos)
 
 
 @dataclass
@@ -57,7 +67,8 @@ class Prefetched:
 
 
 def _local_copy(account: Account) -> Account:
-    return Account(user=model_cache.clone(account.user), prefs=model_cache.clone(account.prefs))
+    photos = None if account.photos is None else list(account.photos)
+    return Account(user=model_cache.clone(account.user), prefs=model_cache.clone(account.prefs), photos=photos)
 
 
 async def load_account(*, redis: Redis, settings: Settings, user_id: int, prefetched: Prefetched | None = None,

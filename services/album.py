@@ -3,9 +3,9 @@ put them in an order. Lists are always in my order; a deleted photo's object is 
 
 Adding checks the count before the upload (a 10th photo costs no storage) and again inside the transaction
 that inserts it, with my user row locked, so concurrent uploads can never make a 10th: the loser's object is
-deleted like a deleted photo's. Each write keeps ``user.photo_count`` in its transaction (a profile or a list of
-people without photos then reads no photo row) and so goes through ``changing_account``: the cached account,
-which carries the count, is dropped in every process.
+deleted like a deleted photo's. Each write keeps ``user.photo_count`` in its transaction (a list of people
+without photos then reads no photo row) and goes through ``changing_account``: the cached account, which
+carries the count and the album itself (the owner's profile reads neither), is dropped in every process.
 """
 from __future__ import annotations
 
@@ -73,9 +73,9 @@ async def delete_photo(*, redis: Redis, settings: Settings, cleanup: StorageClea
     return photos_view(settings, await my_photos(user_id))
 
 
-async def order_photos(*, settings: Settings, user_id: int, ids: list[int]) -> list[dict]:
+async def order_photos(*, redis: Redis, settings: Settings, user_id: int, ids: list[int]) -> list[dict]:
     """Put my photos in this order: ``ids`` must be exactly my photo ids, each once."""
-    async with db.aio_atomic():
+    async with changing_account(redis=redis, user_id=user_id), db.aio_atomic():
         await User.select(User.id).where(User.id == user_id).for_update().aio_execute()
         photos = await my_photos(user_id)
         if len(ids) != len(set(ids)) or set(ids) != {p.id for p in photos}:

@@ -41,14 +41,21 @@ return 1
 """
 
 
+def rows_to_data(*instances: peewee.Model) -> dict[str, Any]:
+    """Model rows by field, keyed by their model's name, so ``rows_from_data`` can rebuild equal instances."""
+    return {type(m).__name__: {f.name: _encode(m.__data__.get(f.name)) for f in m._meta.sorted_fields}
+            for m in instances}
+
+
 def rows_to_json(*instances: peewee.Model) -> bytes:
-    """Serialise model rows by field so ``rows_from_json`` can rebuild equal instances."""
-    return jsoncodec.dumps({type(m).__name__: {f.name: _encode(m.__data__.get(f.name))
-                                               for f in m._meta.sorted_fields} for m in instances})
+    return jsoncodec.dumps(rows_to_data(*instances))
 
 
 def rows_from_json(raw: str, *models: type[peewee.Model]) -> list[peewee.Model]:
-    data = jsoncodec.loads(raw)
+    return rows_from_data(jsoncodec.loads(raw), *models)
+
+
+def rows_from_data(data: dict[str, Any], *models: type[peewee.Model]) -> list[peewee.Model]:
     rebuilt = []
     for model in models:
         fields = data[model.__name__]

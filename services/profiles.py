@@ -65,7 +65,7 @@ async def owner_view(account: Account, settings: Settings) -> dict:
     view.update({
         "phone": mask_phone(user.phone), "birthday": user.birthday, "vip": await vip.membership_view(user),
         "preferences": {name: getattr(prefs, name) for name in PREFERENCE_FIELDS},
-        "photos": photos_view(settings, await photos_of(user)),
+        "photos": photos_view(settings, account.photos if account.photos is not None else await photos_of(user)),
     })
     return view
 
